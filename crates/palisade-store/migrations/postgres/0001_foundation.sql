@@ -1,0 +1,86 @@
+-- Foundation: inventory, audit chain, envelope keys, sealed secrets, API keys.
+
+CREATE TABLE devices (
+    id               TEXT PRIMARY KEY,
+    serial           TEXT NOT NULL,
+    model            TEXT NOT NULL,
+    vendor           TEXT NOT NULL,
+    owner            TEXT,
+    owner_contact    BYTEA,             -- sealed (personal data)
+    purpose          TEXT,
+    criticality      TEXT NOT NULL,
+    device_group     TEXT,
+    region           TEXT,
+    location         BYTEA,             -- sealed (personal data)
+    firmware_version TEXT,
+    state            TEXT NOT NULL,
+    created_ms       BIGINT NOT NULL,
+    updated_ms       BIGINT NOT NULL,
+    UNIQUE (vendor, model, serial)
+);
+CREATE INDEX devices_state ON devices (state);
+CREATE INDEX devices_group ON devices (device_group);
+CREATE INDEX devices_region ON devices (region);
+CREATE INDEX devices_criticality ON devices (criticality);
+CREATE INDEX devices_model ON devices (model);
+
+CREATE TABLE device_tags (
+    device_id TEXT NOT NULL REFERENCES devices (id),
+    tag       TEXT NOT NULL,
+    PRIMARY KEY (device_id, tag)
+);
+CREATE INDEX device_tags_tag ON device_tags (tag);
+
+CREATE TABLE audit_log (
+    seq            BIGINT PRIMARY KEY,
+    at_ms          BIGINT NOT NULL,
+    actor          TEXT NOT NULL,
+    action         TEXT NOT NULL,
+    target         TEXT NOT NULL,
+    source_ip      TEXT,
+    before_summary TEXT,
+    after_summary  TEXT,
+    prev_hash      BYTEA NOT NULL,
+    hash           BYTEA NOT NULL
+);
+CREATE INDEX audit_log_actor ON audit_log (actor);
+CREATE INDEX audit_log_target ON audit_log (target);
+CREATE INDEX audit_log_at ON audit_log (at_ms);
+
+-- Append-only: the application never updates or deletes audit rows. (Someone with direct
+-- access to the file can drop these triggers; the hash chain catches what they do next.)
+CREATE FUNCTION palisade_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'the audit log is append-only'; END;
+$$;
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE OR DELETE ON audit_log
+FOR EACH ROW EXECUTE FUNCTION palisade_audit_append_only();
+
+CREATE TABLE audit_checkpoints (
+    seq       BIGINT PRIMARY KEY,
+    hash      BYTEA NOT NULL,
+    at_ms     BIGINT NOT NULL,
+    signature BYTEA NOT NULL
+);
+
+CREATE TABLE data_keys (
+    id            TEXT PRIMARY KEY,
+    master_key_id TEXT NOT NULL,
+    wrapped       BYTEA NOT NULL,
+    created_ms    BIGINT NOT NULL
+);
+
+CREATE TABLE secrets (
+    name       TEXT PRIMARY KEY,
+    sealed     BYTEA NOT NULL,
+    updated_ms BIGINT NOT NULL
+);
+
+CREATE TABLE api_keys (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    role        TEXT NOT NULL,
+    secret_hash BYTEA NOT NULL,
+    created_ms  BIGINT NOT NULL,
+    expires_ms  BIGINT,
+    revoked_ms  BIGINT
+);

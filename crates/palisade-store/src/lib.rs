@@ -1,0 +1,388 @@
+//! Palisade's storage: one interface, two backends (embedded SQLite, PostgreSQL).
+//!
+//! The aggregates ([`devices`], [`audit`], [`apikeys`], [`secrets`]) are written once against
+//! the [`sql::Db`] seam; [`Store`] runs them on whichever backend the URL chose, measures them,
+//! and (on SQLite) routes writes through the group-committing writer.
+
+pub mod apikeys;
+pub mod audit;
+pub mod devices;
+mod migrations;
+mod postgres;
+pub mod sealed;
+pub mod secrets;
+pub mod sql;
+mod sqlite;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::signature::Ed25519KeyPair;
+use palisade_core::audit::ChainBreak;
+use palisade_core::device::{Device, DevicePatch};
+use palisade_core::{DeviceId, IllegalTransition, InvalidField, Role};
+use zeroize::Zeroizing;
+
+use crate::apikeys::{ApiKeyInfo, NewApiKey, PresentedKey};
+use crate::audit::{AuditContext, AuditFilter, StoredEntry, Verified};
+use crate::devices::{DeviceFilter, NewDevice, Page, RowError, Transition};
+use crate::sealed::{Keyring, MasterKey, WrappedDataKey};
+use crate::sql::{BoxFuture, Db, Dialect};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Invalid(#[from] InvalidField),
+    #[error(transparent)]
+    IllegalTransition(#[from] IllegalTransition),
+    #[error("import refused: {} row(s) with errors", .0.len())]
+    ImportRejected(Vec<RowError>),
+    #[error("the master key does not open this database's data keys (wrong key, or the key was rotated)")]
+    WrongMasterKey,
+    #[error("master key: {0}")]
+    MasterKey(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("crypto: {0}")]
+    Crypto(&'static str),
+    #[error("the write could not be committed: {0}")]
+    Commit(String),
+    #[error("the write was not carried out (the store is closing or could not start a transaction)")]
+    NotWritten,
+}
+
+/// Where the data lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    Sqlite(PathBuf),
+    /// A `postgres://` URL (it may hold a password: never printed).
+    Postgres(String),
+}
+
+impl fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite(p) => write!(f, "Sqlite({})", p.display()),
+            Self::Postgres(_) => f.write_str("Postgres(***)"),
+        }
+    }
+}
+
+/// Told how long each storage operation took (for metrics).
+pub trait StoreObserver: Send + Sync {
+    fn observe(&self, op: &'static str, elapsed: Duration, ok: bool);
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(sqlite::Sqlite),
+    Postgres(postgres::Postgres),
+}
+
+/// The store. Cheap to clone; all clones share the backend.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    keys: Arc<Keyring>,
+    audit_key: Arc<Ed25519KeyPair>,
+    observer: Option<Arc<dyn StoreObserver>>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store").field("backend", &self.backend).finish_non_exhaustive()
+    }
+}
+
+const AUDIT_KEY_SECRET: &str = "audit-checkpoint-ed25519";
+
+/// Runs `$body` (an expression using the connection `$c`) as a write on either backend.
+macro_rules! write_op {
+    ($self:ident, $name:literal, |$c:ident| $body:expr) => {{
+        let started = Instant::now();
+        let r = match &$self.backend {
+            Backend::Sqlite(b) => b.write(move |$c| Box::pin(async move { $body })).await,
+            Backend::Postgres(b) => b.write(move |$c| Box::pin(async move { $body })).await,
+        };
+        $self.observe($name, started, r.is_ok());
+        r
+    }};
+}
+
+/// Runs `$body` on a pooled read connection `$c` of either backend.
+macro_rules! read_op {
+    ($self:ident, $name:literal, |$c:ident| $body:expr) => {{
+        let started = Instant::now();
+        let r = async {
+            match &$self.backend {
+                Backend::Sqlite(b) => {
+                    let mut conn = b.readers().acquire().await?;
+                    let $c = &mut *conn;
+                    $body
+                }
+                Backend::Postgres(b) => {
+                    let mut conn = b.pool().acquire().await?;
+                    let $c = &mut *conn;
+                    $body
+                }
+            }
+        }
+        .await;
+        $self.observe($name, started, r.is_ok());
+        r
+    }};
+}
+
+/// Schema, data keys and the audit signing key: everything a database needs before use.
+async fn init<D: Db>(db: &mut D, master: &MasterKey, now_ms: i64) -> Result<(Keyring, Ed25519KeyPair), StoreError> {
+    db.exec_script(if D::DIALECT == Dialect::Sqlite { "BEGIN IMMEDIATE" } else { "BEGIN" }).await?;
+    let r = init_in_tx(db, master, now_ms).await;
+    db.exec_script(if r.is_ok() { "COMMIT" } else { "ROLLBACK" }).await?;
+    r
+}
+
+async fn init_in_tx<D: Db>(db: &mut D, master: &MasterKey, now_ms: i64) -> Result<(Keyring, Ed25519KeyPair), StoreError> {
+    migrations::apply(db, now_ms).await?;
+    let mut wrapped = load_data_keys(db).await?;
+    if wrapped.is_empty() {
+        let mut id = [0u8; 8];
+        sealed::random(&mut id)?;
+        let w = WrappedDataKey::generate(master, format!("dek-{}", hex::encode(id)))?;
+        db.exec(
+            "INSERT INTO data_keys (id, master_key_id, wrapped, created_ms) VALUES ($1, $2, $3, $4)",
+            args![&w.id, &w.master_key_id, w.wrapped.clone(), now_ms],
+        )
+        .await?;
+        wrapped.push(w);
+    }
+    let keys = Keyring::unwrap_all(master, &wrapped)?;
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let fresh = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| StoreError::Crypto("cannot generate a signing key"))?;
+    let pkcs8 = secrets::put_if_absent(db, &keys, AUDIT_KEY_SECRET, fresh.as_ref(), now_ms).await?;
+    let audit_key = Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| StoreError::Corrupt("audit signing key".into()))?;
+    Ok((keys, audit_key))
+}
+
+async fn load_data_keys<D: Db>(db: &mut D) -> Result<Vec<WrappedDataKey>, StoreError> {
+    let rows = db.query("SELECT id, master_key_id, wrapped FROM data_keys ORDER BY created_ms, id", vec![]).await?;
+    rows.iter()
+        .map(|r| Ok(WrappedDataKey { id: r.text(0)?, master_key_id: r.text(1)?, wrapped: r.blob(2)? }))
+        .collect()
+}
+
+impl Store {
+    /// Opens the store: connects, applies migrations, unwraps the data keys with `master`.
+    pub async fn open(
+        location: &StoreLocation,
+        master: &MasterKey,
+        now_ms: i64,
+        observer: Option<Arc<dyn StoreObserver>>,
+    ) -> Result<Self, StoreError> {
+        let (backend, (keys, audit_key)) = match location {
+            StoreLocation::Sqlite(path) => {
+                let mut conn = sqlite::Sqlite::connect(path).await?;
+                let v = init(&mut conn, master, now_ms).await?;
+                (Backend::Sqlite(sqlite::Sqlite::start(path, conn).await?), v)
+            }
+            StoreLocation::Postgres(url) => {
+                let b = postgres::Postgres::connect(url).await?;
+                let mut conn = b.pool().acquire().await?;
+                let v = init(&mut *conn, master, now_ms).await?;
+                drop(conn);
+                (Backend::Postgres(b), v)
+            }
+        };
+        Ok(Self { backend, keys: Arc::new(keys), audit_key: Arc::new(audit_key), observer })
+    }
+
+    fn observe(&self, op: &'static str, started: Instant, ok: bool) {
+        if let Some(o) = &self.observer {
+            o.observe(op, started.elapsed(), ok);
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Finishes queued writes and closes connections.
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite(b) => b.close().await,
+            Backend::Postgres(b) => b.close().await,
+        }
+    }
+
+    /// Answers when the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        read_op!(self, "ping", |c| c.query("SELECT 1", vec![]).await.map(drop))
+    }
+
+    // --- devices -------------------------------------------------------------------------
+
+    pub async fn create_device(&self, new: NewDevice, ctx: AuditContext) -> Result<Device, StoreError> {
+        let keys = self.keys.clone();
+        write_op!(self, "device.create", |c| devices::create(c, &keys, &new, &ctx).await)
+    }
+
+    /// All rows or none. `rows` pairs each device with its 1-based row number.
+    pub async fn import_devices(&self, rows: Vec<(usize, NewDevice)>, ctx: AuditContext) -> Result<usize, StoreError> {
+        let keys = self.keys.clone();
+        write_op!(self, "device.import", |c| devices::import(c, &keys, &rows, &ctx).await)
+    }
+
+    pub async fn get_device(&self, id: &DeviceId) -> Result<Device, StoreError> {
+        read_op!(self, "device.get", |c| devices::get(c, &self.keys, id).await)
+    }
+
+    pub async fn list_devices(
+        &self,
+        filter: &DeviceFilter,
+        cursor: Option<&DeviceId>,
+        limit: usize,
+    ) -> Result<Page<Device>, StoreError> {
+        read_op!(self, "device.list", |c| devices::list(c, &self.keys, filter, cursor, limit).await)
+    }
+
+    pub async fn count_devices(&self) -> Result<i64, StoreError> {
+        read_op!(self, "device.count", |c| devices::count(c).await)
+    }
+
+    pub async fn update_device(&self, id: DeviceId, patch: DevicePatch, ctx: AuditContext) -> Result<Device, StoreError> {
+        let keys = self.keys.clone();
+        write_op!(self, "device.update", |c| devices::update(c, &keys, &id, patch, &ctx).await)
+    }
+
+    pub async fn transition_device(
+        &self,
+        id: DeviceId,
+        transition: Transition,
+        reason: Option<String>,
+        ctx: AuditContext,
+    ) -> Result<Device, StoreError> {
+        let keys = self.keys.clone();
+        write_op!(self, "device.transition", |c| devices::transition(c, &keys, &id, transition, reason.as_deref(), &ctx)
+            .await)
+    }
+
+    // --- audit ---------------------------------------------------------------------------
+
+    pub async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        before_seq: Option<u64>,
+        limit: usize,
+    ) -> Result<Page<StoredEntry>, StoreError> {
+        read_op!(self, "audit.list", |c| audit::list(c, filter, before_seq, limit).await)
+    }
+
+    pub async fn audit_range(&self, after_seq: u64, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {
+        read_op!(self, "audit.range", |c| audit::range(c, after_seq, limit).await)
+    }
+
+    /// Signs the chain head if it moved. The sequence number signed, if any.
+    pub async fn audit_checkpoint(&self, now_ms: i64) -> Result<Option<u64>, StoreError> {
+        let key = self.audit_key.clone();
+        write_op!(self, "audit.checkpoint", |c| audit::checkpoint(c, &key, now_ms).await)
+    }
+
+    pub async fn verify_audit(&self) -> Result<Result<Verified, ChainBreak>, StoreError> {
+        read_op!(self, "audit.verify", |c| audit::verify(c, &self.audit_key).await)
+    }
+
+    /// Records an event that changes no other table (a login, a key rotation…).
+    pub async fn record(
+        &self,
+        ctx: AuditContext,
+        action: &'static str,
+        target: String,
+        after: Option<serde_json::Value>,
+    ) -> Result<u64, StoreError> {
+        write_op!(self, "audit.record", |c| audit::append(c, &ctx, action, &target, None, after).await)
+    }
+
+    // --- API keys --------------------------------------------------------------------------
+
+    pub async fn create_api_key(
+        &self,
+        name: String,
+        role: Role,
+        expires_ms: Option<i64>,
+        ctx: AuditContext,
+    ) -> Result<NewApiKey, StoreError> {
+        write_op!(self, "apikey.create", |c| apikeys::create(c, &name, role, expires_ms, &ctx).await)
+    }
+
+    pub async fn authenticate_api_key(&self, key: &PresentedKey, now_ms: i64) -> Result<Option<ApiKeyInfo>, StoreError> {
+        read_op!(self, "apikey.authenticate", |c| apikeys::authenticate(c, key, now_ms).await)
+    }
+
+    // --- secrets -----------------------------------------------------------------------------
+
+    pub async fn secret(&self, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        read_op!(self, "secret.get", |c| secrets::get(c, &self.keys, name).await)
+    }
+
+    /// Stores `value` under `name` unless a value exists; returns the stored one.
+    pub async fn secret_or_insert(&self, name: String, value: Zeroizing<Vec<u8>>, now_ms: i64) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        let keys = self.keys.clone();
+        write_op!(self, "secret.put", |c| secrets::put_if_absent(c, &keys, &name, &value, now_ms).await)
+    }
+
+    // --- master key ----------------------------------------------------------------------------
+
+    /// Re-wraps every data key from `old` to `new`, in one transaction, and audits it.
+    pub async fn rotate_master_key(&self, old: MasterKey, new: Arc<MasterKey>, ctx: AuditContext) -> Result<usize, StoreError> {
+        write_op!(self, "keys.rotate", |c| {
+            let wrapped = load_data_keys(c).await?;
+            for w in &wrapped {
+                let re = w.rewrap(&old, &new)?;
+                c.exec(
+                    "UPDATE data_keys SET master_key_id = $2, wrapped = $3 WHERE id = $1",
+                    args![&re.id, &re.master_key_id, re.wrapped],
+                )
+                .await?;
+            }
+            audit::append(
+                c,
+                &ctx,
+                "keys.rotate",
+                "master-key",
+                Some(serde_json::json!({ "master_key_id": old.id() })),
+                Some(serde_json::json!({ "master_key_id": new.id(), "data_keys": wrapped.len() })),
+            )
+            .await?;
+            Ok(wrapped.len())
+        })
+    }
+}
+
+/// A short, non-secret explanation of what broke, for operators.
+pub fn describe_break(b: &ChainBreak) -> String {
+    b.to_string()
+}
+
+pub use palisade_core::audit::Actor;
+
+#[doc(hidden)]
+pub fn _assert_send<T: Send>(_: &T) {}
+
+#[allow(dead_code)]
+fn _store_future_is_send(s: &Store, f: &DeviceFilter) -> BoxFuture<'static, ()> {
+    let s = s.clone();
+    let f = f.clone();
+    Box::pin(async move {
+        let _ = s.list_devices(&f, None, 1).await;
+    })
+}
