@@ -1,0 +1,311 @@
+//! One conformance suite, instantiated for every backend: SQLite always, PostgreSQL when
+//! `PALISADE_TEST_POSTGRES_URL` is set (each test then gets a schema of its own).
+
+use std::sync::Arc;
+
+use palisade_core::audit::{Actor, ChainBreak};
+use palisade_core::device::{DeviceAttributes, DevicePatch};
+use palisade_core::{Criticality, DeviceId, LifecycleState, Location, Role};
+use palisade_store::apikeys::PresentedKey;
+use palisade_store::audit::{AuditContext, AuditFilter};
+use palisade_store::devices::{DeviceFilter, NewDevice, Transition};
+use palisade_store::sealed::{MasterKey, random};
+use palisade_store::{Store, StoreError, StoreLocation};
+use sqlx::Connection as _;
+
+/// A fresh database of one backend, with a way to reach it behind the store's back.
+struct Fixture {
+    location: StoreLocation,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn new(backend: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let location = match backend {
+            "sqlite" => StoreLocation::Sqlite(dir.path().join("palisade.db")),
+            _ => {
+                let base = std::env::var("PALISADE_TEST_POSTGRES_URL").ok()?;
+                let mut suffix = [0u8; 6];
+                random(&mut suffix).unwrap();
+                let schema = format!("conformance_{}", hex(&suffix));
+                let mut c = sqlx::PgConnection::connect(&base).await.unwrap();
+                sqlx::Executor::execute(&mut c, format!("CREATE SCHEMA {schema}").as_str()).await.unwrap();
+                let sep = if base.contains('?') { '&' } else { '?' };
+                StoreLocation::Postgres(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+            }
+        };
+        Some(Self { location, _dir: dir })
+    }
+
+    async fn try_raw(&self, sql: &str) -> Result<(), sqlx::Error> {
+        match &self.location {
+            StoreLocation::Sqlite(p) => {
+                let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", p.display())).await?;
+                sqlx::Executor::execute(&mut c, sql).await?;
+            }
+            StoreLocation::Postgres(url) => {
+                let mut c = sqlx::PgConnection::connect(url).await?;
+                sqlx::Executor::execute(&mut c, sql).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn raw(&self, sql: &str) {
+        self.try_raw(sql).await.unwrap();
+    }
+
+    /// Every byte the database holds for the devices table, as the database stores it.
+    async fn raw_device_bytes(&self) -> Vec<u8> {
+        match &self.location {
+            StoreLocation::Sqlite(p) => {
+                let mut all = std::fs::read(p).unwrap();
+                all.extend(std::fs::read(p.with_extension("db-wal")).unwrap_or_default());
+                all
+            }
+            StoreLocation::Postgres(url) => {
+                let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+                let rows: Vec<(String,)> =
+                    sqlx::query_as("SELECT d::text FROM devices d UNION ALL SELECT a::text FROM audit_log a")
+                        .fetch_all(&mut c)
+                        .await
+                        .unwrap();
+                rows.into_iter().flat_map(|r| r.0.into_bytes()).collect()
+            }
+        }
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn ctx() -> AuditContext {
+    AuditContext { actor: Actor::Local { what: "test".into() }, source_ip: Some("127.0.0.1".into()), at_ms: 1_700_000_000_000 }
+}
+
+fn new_device(n: u64, group: &str, criticality: Criticality) -> NewDevice {
+    let mut r = [0u8; 7];
+    random(&mut r).unwrap();
+    NewDevice {
+        id: DeviceId::from_parts(1_700_000_000_000 + n, r),
+        attrs: DeviceAttributes {
+            serial: format!("SN-{n:05}"),
+            model: "meter-3".into(),
+            vendor: "acme".into(),
+            owner: Some("metering".into()),
+            owner_contact: Some(format!("owner{n}@example.com")),
+            purpose: Some("billing".into()),
+            criticality,
+            group: Some(group.into()),
+            region: Some("us-east".into()),
+            tags: vec!["outdoor".into()],
+            location: Some(Location::new(41.8781, -87.6298).unwrap()),
+            firmware_version: Some("1.4.2".into()),
+        },
+    }
+}
+
+async fn open(f: &Fixture, master: &MasterKey) -> Store {
+    Store::open(&f.location, master, 1_700_000_000_000, None).await.unwrap()
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test] async fn $name() { super::$name("sqlite").await } )* }
+        mod postgres { $( #[tokio::test] async fn $name() { super::$name("postgres").await } )* }
+    };
+}
+
+conformance!(
+    devices_round_trip_filter_and_paginate,
+    lifecycle_is_enforced_and_audited,
+    audit_chain_detects_edits_and_deletions,
+    personal_data_is_sealed_and_master_key_rotates,
+    import_is_all_or_nothing,
+    api_keys_authenticate_only_when_valid,
+    concurrent_writes_all_land_in_one_chain,
+);
+
+async fn devices_round_trip_filter_and_paginate(backend: &str) {
+    let Some(f) = Fixture::new(backend).await else { return };
+    let m = MasterKey::generate().unwrap();
+    let s = open(&f, &m).await;
+    for n in 0..25 {
+        let (g, c) = if n % 2 == 0 { ("north", Criticality::High) } else { ("south", Criticality::Low) };
+        s.create_device(new_device(n, g, c), ctx()).await.unwrap();
+    }
+    let dup = s.create_device(new_device(3, "x", Criticality::Low), ctx()).await.unwrap_err();
+    assert!(matches!(dup, StoreError::Conflict(_)), "{dup}");
+
+    let filter = DeviceFilter { group: Some("north".into()), criticality: Some(Criticality::High), ..Default::default() };
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = s.list_devices(&filter, cursor.as_ref(), 5).await.unwrap();
+        seen.extend(page.items.iter().map(|d| d.id.clone()));
+        match page.next {
+            Some(n) => cursor = Some(n.parse::<DeviceId>().unwrap()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 13);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "pages are ordered and disjoint");
+
+    let q = DeviceFilter { q: Some("sn-0001".into()), ..Default::default() };
+    assert_eq!(s.list_devices(&q, None, 100).await.unwrap().items.len(), 10);
+    let q = DeviceFilter { q: Some("%".into()), ..Default::default() };
+    assert_eq!(s.list_devices(&q, None, 100).await.unwrap().items.len(), 0, "LIKE wildcards are literal");
+    let t = DeviceFilter { tag: Some("outdoor".into()), ..Default::default() };
+    assert_eq!(s.list_devices(&t, None, 100).await.unwrap().items.len(), 25);
+
+    let first = seen[0].clone();
+    let patch = DevicePatch { owner: Some(None), tags: Some(vec!["a".into(), "b".into()]), ..Default::default() };
+    let d = s.update_device(first.clone(), patch, ctx()).await.unwrap();
+    assert_eq!(d.attrs.owner, None);
+    let d = s.get_device(&first).await.unwrap();
+    assert_eq!(d.attrs.tags, vec!["a", "b"]);
+    assert_eq!(d.attrs.owner_contact.as_deref(), Some("owner0@example.com"));
+    assert_eq!(d.attrs.location.unwrap().lat(), 41.8781);
+
+    let audit = s.list_audit(&AuditFilter { target: Some(format!("device:{first}")), ..Default::default() }, None, 10).await.unwrap();
+    assert_eq!(audit.items.len(), 2);
+    assert_eq!(audit.items[0].entry.action, "device.update");
+    assert!(audit.items[0].entry.after.as_deref().unwrap().contains("\"tags\":[\"a\",\"b\"]"));
+    assert_eq!(s.verify_audit().await.unwrap().unwrap().entries, 26);
+    s.close().await;
+}
+
+async fn lifecycle_is_enforced_and_audited(backend: &str) {
+    let Some(f) = Fixture::new(backend).await else { return };
+    let s = open(&f, &MasterKey::generate().unwrap()).await;
+    let id = s.create_device(new_device(1, "g", Criticality::Medium), ctx()).await.unwrap().id;
+    let err = s.transition_device(id.clone(), Transition::To(LifecycleState::Active), None, ctx()).await.unwrap_err();
+    assert!(err.to_string().contains("allowed: provisioned, decommissioned"), "{err}");
+    for to in [LifecycleState::Provisioned, LifecycleState::Active, LifecycleState::Quarantined] {
+        s.transition_device(id.clone(), Transition::To(to), Some("test".into()), ctx()).await.unwrap();
+    }
+    let d = s.transition_device(id.clone(), Transition::Release, None, ctx()).await.unwrap();
+    assert_eq!(d.state, LifecycleState::Active);
+    s.transition_device(id.clone(), Transition::To(LifecycleState::Decommissioned), None, ctx()).await.unwrap();
+    let err = s.update_device(id.clone(), DevicePatch { owner: Some(None), ..Default::default() }, ctx()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)));
+    let audit = s.list_audit(&AuditFilter { action: Some("device.lifecycle".into()), ..Default::default() }, None, 10).await.unwrap();
+    assert_eq!(audit.items.len(), 5, "the refused transition changed nothing and recorded nothing");
+    s.close().await;
+}
+
+async fn audit_chain_detects_edits_and_deletions(backend: &str) {
+    let Some(f) = Fixture::new(backend).await else { return };
+    let s = open(&f, &MasterKey::generate().unwrap()).await;
+    for n in 0..6 {
+        s.create_device(new_device(n, "g", Criticality::Low), ctx()).await.unwrap();
+    }
+    assert_eq!(s.audit_checkpoint(1).await.unwrap(), Some(6));
+    assert_eq!(s.audit_checkpoint(2).await.unwrap(), None, "nothing new to sign");
+    assert_eq!(s.verify_audit().await.unwrap(), Ok(palisade_store::audit::Verified { entries: 6, checkpoints: 1 }));
+
+    // The application cannot rewrite history…
+    let refused = f.try_raw("UPDATE audit_log SET actor = 'x' WHERE seq = 2").await.unwrap_err();
+    assert!(refused.to_string().contains("append-only"), "{refused}");
+    assert!(f.try_raw("DELETE FROM audit_log WHERE seq = 2").await.is_err());
+    // …someone with the database in hand can, and the chain names the entry.
+    let drop_triggers = match &f.location {
+        StoreLocation::Sqlite(_) => "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;",
+        StoreLocation::Postgres(_) => "DROP TRIGGER audit_log_no_update ON audit_log;",
+    };
+    f.raw(drop_triggers).await;
+    f.raw("UPDATE audit_log SET actor = 'apikey:mallory' WHERE seq = 3").await;
+    assert_eq!(s.verify_audit().await.unwrap(), Err(ChainBreak::Edited { seq: 3 }));
+    f.raw("UPDATE audit_log SET actor = 'local:test' WHERE seq = 3").await;
+    assert!(s.verify_audit().await.unwrap().is_ok());
+    f.raw("DELETE FROM audit_log WHERE seq = 4").await;
+    assert_eq!(s.verify_audit().await.unwrap(), Err(ChainBreak::Missing { seq: 4 }));
+    s.close().await;
+}
+
+async fn personal_data_is_sealed_and_master_key_rotates(backend: &str) {
+    let Some(f) = Fixture::new(backend).await else { return };
+    let old = MasterKey::generate().unwrap();
+    let s = open(&f, &old).await;
+    let mut d = new_device(7, "g", Criticality::Low);
+    d.attrs.owner_contact = Some("carol.private@example.org".into());
+    let id = s.create_device(d, ctx()).await.unwrap().id;
+    s.close().await;
+    let raw = f.raw_device_bytes().await;
+    assert!(!raw.windows(13).any(|w| w == b"carol.private"), "contact stored in clear");
+    assert!(!raw.windows(7).any(|w| w == b"41.8781"), "location stored in clear");
+
+    let s = open(&f, &old).await;
+    let new = Arc::new(MasterKey::generate().unwrap());
+    let old_id = old.id();
+    let n = s.rotate_master_key(old, new.clone(), ctx()).await.unwrap();
+    assert_eq!(n, 1);
+    // The running store keeps working.
+    assert_eq!(s.get_device(&id).await.unwrap().attrs.owner_contact.as_deref(), Some("carol.private@example.org"));
+    s.close().await;
+    // Reopened with the new key, everything decrypts…
+    let s = open(&f, &new).await;
+    assert_eq!(s.get_device(&id).await.unwrap().attrs.owner_contact.as_deref(), Some("carol.private@example.org"));
+    s.close().await;
+    // …and no other key opens it (the old key's id no longer matches any data key).
+    assert_ne!(old_id, new.id());
+    let err = Store::open(&f.location, &MasterKey::generate().unwrap(), 0, None).await.unwrap_err();
+    assert!(matches!(err, StoreError::WrongMasterKey), "{err}");
+}
+
+async fn import_is_all_or_nothing(backend: &str) {
+    let Some(f) = Fixture::new(backend).await else { return };
+    let s = open(&f, &MasterKey::generate().unwrap()).await;
+    s.create_device(new_device(2, "g", Criticality::Low), ctx()).await.unwrap();
+    let rows: Vec<_> = (0..5).map(|n| (n as usize + 1, new_device(10 + n, "g", Criticality::Low))).collect();
+    let mut bad = rows.clone();
+    bad.push((6, new_device(2, "g", Criticality::Low)));
+    bad.push((7, new_device(11, "g", Criticality::Low)));
+    match s.import_devices(bad, ctx()).await.unwrap_err() {
+        StoreError::ImportRejected(errs) => {
+            assert_eq!(errs.iter().map(|e| e.row).collect::<Vec<_>>(), vec![6, 7]);
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(s.count_devices().await.unwrap(), 1, "nothing of a refused import lands");
+    assert_eq!(s.import_devices(rows, ctx()).await.unwrap(), 5);
+    assert_eq!(s.count_devices().await.unwrap(), 6);
+    s.close().await;
+}
+
+async fn api_keys_authenticate_only_when_valid(backend: &str) {
+    let Some(f) = Fixture::new(backend).await else { return };
+    let s = open(&f, &MasterKey::generate().unwrap()).await;
+    let k = s.create_api_key("ci".into(), Role::Operator, None, ctx()).await.unwrap();
+    let now = 1_700_000_000_000;
+    let ok = s.authenticate_api_key(&PresentedKey::new(&k.key), now).await.unwrap().unwrap();
+    assert_eq!((ok.role, ok.name.as_str()), (Role::Operator, "ci"));
+    let mut wrong = k.key.to_string();
+    wrong.pop();
+    wrong.push('x');
+    assert!(s.authenticate_api_key(&PresentedKey::new(&wrong), now).await.unwrap().is_none());
+    assert!(s.authenticate_api_key(&PresentedKey::new("pal_0000000000000000_x"), now).await.unwrap().is_none());
+    let e = s.create_api_key("short".into(), Role::Admin, Some(now + 10), ctx()).await.unwrap();
+    assert!(s.authenticate_api_key(&PresentedKey::new(&e.key), now).await.unwrap().is_some());
+    assert!(s.authenticate_api_key(&PresentedKey::new(&e.key), now + 10).await.unwrap().is_none(), "expired");
+    s.close().await;
+}
+
+async fn concurrent_writes_all_land_in_one_chain(backend: &str) {
+    let Some(f) = Fixture::new(backend).await else { return };
+    let s = open(&f, &MasterKey::generate().unwrap()).await;
+    let tasks: Vec<_> = (0..200)
+        .map(|n| {
+            let s = s.clone();
+            tokio::spawn(async move { s.create_device(new_device(n, "g", Criticality::Low), ctx()).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(s.count_devices().await.unwrap(), 200);
+    assert_eq!(s.verify_audit().await.unwrap().unwrap().entries, 200);
+    s.close().await;
+}
