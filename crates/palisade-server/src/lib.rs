@@ -1,1 +1,130 @@
-//! palisade-server
+//! Every network edge of Palisade: the HTTPS REST API today; the console, the device plane
+//! and the background workers as they arrive. The only crate that knows HTTP.
+
+pub mod api;
+pub mod bootstrap;
+pub mod config;
+mod http;
+pub mod metrics;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use palisade_core::DeviceId;
+use palisade_store::{Store, StoreError};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use bootstrap::BootstrapError;
+pub use config::Config;
+
+/// What every request handler can reach.
+#[derive(Debug)]
+pub struct App {
+    pub store: Store,
+    pub metrics: Arc<metrics::Metrics>,
+    pub config: Arc<Config>,
+    /// The OpenAPI document, rendered once.
+    pub openapi: String,
+}
+
+pub type AppState = Arc<App>;
+
+/// Milliseconds since the Unix epoch: the one clock read of the server.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A fresh, time-ordered device id.
+pub fn new_device_id() -> Result<DeviceId, StoreError> {
+    let mut random = [0u8; 7];
+    palisade_store::sealed::random(&mut random)?;
+    Ok(DeviceId::from_parts(u64::try_from(now_ms()).unwrap_or(0), random))
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Running {
+    pub console_addr: SocketAddr,
+    pub store: Store,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish, signs the audit head, closes the store.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        match self.store.audit_checkpoint(now_ms()).await {
+            Ok(Some(seq)) => tracing::info!(seq, "signed the audit log at shutdown"),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "cannot sign the audit log at shutdown"),
+        }
+        self.store.close().await;
+    }
+}
+
+fn tls_names(config: &Config) -> Vec<String> {
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let ip = config.console_addr.ip();
+    if !ip.is_unspecified() && !ip.is_loopback() {
+        names.push(ip.to_string());
+    }
+    for n in &config.tls_names {
+        if !names.contains(n) {
+            names.push(n.clone());
+        }
+    }
+    names
+}
+
+/// Opens the store (first start creates everything), binds the listeners and starts serving.
+pub async fn start(config: Config) -> Result<Running, BootstrapError> {
+    config.validate()?;
+    let data_dir = config.data_dir()?.to_owned();
+    let metrics = Arc::new(metrics::Metrics::default());
+    let store = bootstrap::open_store(&config, true, Some(metrics.clone())).await?;
+    let root = bootstrap::root_ca(&store, &data_dir).await?;
+    let identity = root.issue_server(&tls_names(&config), time::OffsetDateTime::now_utc())?;
+    let tls = palisade_pki::tls13_server_config(identity)?;
+    let (listener, console_addr) = http::bind(config.console_addr)
+        .await
+        .map_err(|source| BootstrapError::Io { what: "cannot listen on", path: config.console_addr.to_string().into(), source })?;
+    if !is_loopback(console_addr.ip()) {
+        tracing::info!(%console_addr, "console listens beyond loopback");
+    }
+
+    let checkpoint_every = Duration::from_secs(config.audit.checkpoint_interval_secs);
+    let state = Arc::new(App { store: store.clone(), metrics, config: Arc::new(config), openapi: api::openapi_json() });
+    let (shutdown, rx) = watch::channel(false);
+    let app = api::router(state);
+    let mut tasks = vec![tokio::spawn(http::serve(listener, tls, app, rx.clone()))];
+    tasks.push(tokio::spawn(checkpoints(store.clone(), checkpoint_every, rx)));
+    tracing::info!(%console_addr, backend = store.backend_name(), "palisade is serving");
+    Ok(Running { console_addr, store, shutdown, tasks })
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    ip.is_loopback()
+}
+
+/// Signs the audit chain head periodically.
+async fn checkpoints(store: Store, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tick.tick() => {
+                if let Err(e) = store.audit_checkpoint(now_ms()).await {
+                    tracing::error!(error = %e, "audit checkpoint failed");
+                }
+            }
+        }
+    }
+}

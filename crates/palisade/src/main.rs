@@ -1,1 +1,258 @@
-fn main() {}
+//! `palisade`: the one binary. CLI wiring only; the work happens in the library crates.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use palisade_core::Role;
+use palisade_server::config::{Config, LogFormat, Secret};
+use palisade_server::{bootstrap, now_ms};
+use palisade_store::audit::AuditContext;
+
+mod demo;
+
+#[derive(Debug, Parser)]
+#[command(name = "palisade", version, about = "IoT fleet security control plane")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: REST API (and, as they land, console and device plane).
+    Serve(ServeArgs),
+    /// Run a server with a sample fleet on this machine, and print how to reach it.
+    Demo(DemoArgs),
+    /// Configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// API keys (local administration: needs the data directory).
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// The master key.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// Where the server's data is: the same flags for every local command.
+#[derive(Debug, Args)]
+struct Target {
+    /// A TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The data directory (database, master key, PKI).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// `postgres://…` to use PostgreSQL instead of the embedded database.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// The master key file (default: DATA_DIR/master.key).
+    #[arg(long)]
+    master_key_file: Option<PathBuf>,
+}
+
+impl Target {
+    /// Defaults, then the file, then `PALISADE_…` variables, then flags.
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        c.overlay_env(|k| std::env::var(k).ok())?;
+        if let Some(d) = &self.data_dir {
+            c.data_dir = Some(d.clone());
+        }
+        if let Some(u) = &self.database_url {
+            c.database_url = Some(Secret::new(u.clone()));
+        }
+        if let Some(m) = &self.master_key_file {
+            c.master_key_file = Some(m.clone());
+        }
+        Ok(c)
+    }
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Console and REST API address (HTTPS); port 0 picks a free port.
+    #[arg(long)]
+    console_addr: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Where the demo keeps its data (kept between runs).
+    #[arg(long, default_value = "palisade-demo")]
+    data_dir: PathBuf,
+    /// Console and REST API address.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    console_addr: std::net::SocketAddr,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check a configuration file (and the PALISADE_… environment); print the effective
+    /// configuration with secrets masked.
+    Check { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApikeyCommand {
+    /// Create an API key and print it (only the key, on stdout). Works while the server runs.
+    Create {
+        #[command(flatten)]
+        target: Target,
+        /// admin, security-analyst, operator, technician or auditor.
+        #[arg(long)]
+        role: String,
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// Days until the key expires (default: never).
+        #[arg(long)]
+        expires: Option<u32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chain and signed checkpoints; exit 1 naming the first bad entry.
+    Verify {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Re-wrap every data key under a new master key (safe while the server runs).
+    Rotate {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => {
+            let mut config = args.target.config()?;
+            if let Some(a) = args.console_addr {
+                config.console_addr = a;
+            }
+            init_logging(config.log.format, &config.log.level);
+            serve(config).await
+        }
+        Command::Demo(args) => {
+            let mut config = Config::default();
+            config.overlay_env(|k| std::env::var(k).ok())?;
+            config.data_dir = Some(args.data_dir);
+            config.console_addr = args.console_addr;
+            init_logging(config.log.format, "warn");
+            demo::run(config).await
+        }
+        Command::Config(ConfigCommand::Check { file }) => {
+            let mut config = Config::from_file(&file)?;
+            config.overlay_env(|k| std::env::var(k).ok())?;
+            config.validate()?;
+            println!("{}", config.to_masked_toml());
+            eprintln!("{}: ok", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Apikey(ApikeyCommand::Create { target, role, name, expires }) => {
+            let config = target.config()?;
+            init_logging(LogFormat::Text, "warn");
+            let role: Role = role.parse()?;
+            let name = palisade_core::validate::required_text("name", &name, 128)?;
+            let store = bootstrap::open_store(&config, false, None).await?;
+            let expires_ms = expires.map(|d| now_ms().saturating_add(i64::from(d) * 86_400_000));
+            let ctx = AuditContext { actor: bootstrap::local_actor("apikey create"), source_ip: None, at_ms: now_ms() };
+            let key = store.create_api_key(name, role, expires_ms, ctx).await?;
+            store.close().await;
+            println!("{}", key.key.as_str());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(AuditCommand::Verify { target }) => {
+            let config = target.config()?;
+            init_logging(LogFormat::Text, "warn");
+            let store = bootstrap::open_store(&config, false, None).await?;
+            let result = store.verify_audit().await?;
+            store.close().await;
+            match result {
+                Ok(v) => {
+                    println!("audit log intact: {} entries, {} signed checkpoints", v.entries, v.checkpoints);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(b) => {
+                    println!("audit log BROKEN at entry {}: {b}", b.seq());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Keys(KeysCommand::Rotate { target }) => {
+            let config = target.config()?;
+            init_logging(LogFormat::Text, "warn");
+            let id = bootstrap::rotate_master_key(&config).await?;
+            println!("master key rotated; new key id {id}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Prints the contract's listening line (the only line on stdout), then serves until SIGTERM
+/// or Ctrl-C.
+pub(crate) fn listening_line(running: &palisade_server::Running) -> String {
+    // Field order as in the contract: `event` first.
+    format!(r#"{{"event":"listening","console":{}}}"#, serde_json::Value::String(running.console_addr.to_string()))
+}
+
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let running = palisade_server::start(config).await.context("cannot start")?;
+    println!("{}", listening_line(&running));
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    tokio::select! {
+        _ = term.recv() => Ok(()),
+        r = tokio::signal::ctrl_c() => r.context("cannot watch Ctrl-C"),
+    }
+}
+

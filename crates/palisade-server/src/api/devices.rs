@@ -1,0 +1,292 @@
+//! `/api/v1/devices…`: inventory and lifecycle.
+
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use palisade_core::{DeviceId, LifecycleState, Permission};
+use palisade_proto::{
+    ActionRequest, Criticality, DeviceCreate, DevicePage, DevicePatch, DeviceView, ErrorBody, ImportResult,
+    LifecycleRequest, LifecycleState as WireState,
+};
+use palisade_store::devices::{DeviceFilter, NewDevice, Transition};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiQuery, Caller, MAX_IMPORT_BYTES, OptionalJson, body_bytes};
+use super::{convert, csvio, stream};
+use crate::{AppState, new_device_id};
+
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+
+fn parse_id(id: &str) -> Result<DeviceId, ApiError> {
+    id.parse::<DeviceId>().map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))
+}
+
+/// Register a device. It starts `registered`.
+#[utoipa::path(post, path = "/api/v1/devices", tag = "devices", request_body = DeviceCreate,
+    responses((status = 201, body = DeviceView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<DeviceCreate>,
+) -> Result<(StatusCode, Json<DeviceView>), ApiError> {
+    caller.require(Permission::DevicesWrite)?;
+    let attrs = convert::attributes(body)?;
+    let device = state.store.create_device(NewDevice { id: new_device_id()?, attrs }, caller.audit()).await?;
+    Ok((StatusCode::CREATED, Json(convert::view(&device, true))))
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    state: Option<WireState>,
+    group: Option<String>,
+    region: Option<String>,
+    criticality: Option<Criticality>,
+    tag: Option<String>,
+    model: Option<String>,
+    firmware_version: Option<String>,
+    /// Free text: id, serial, model, vendor, owner, purpose (case-insensitive substring).
+    q: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Page size, 1–1000 (default 100).
+    limit: Option<usize>,
+}
+
+impl ListQuery {
+    fn filter(&self) -> DeviceFilter {
+        DeviceFilter {
+            state: self.state.map(Into::into),
+            group: self.group.clone(),
+            region: self.region.clone(),
+            criticality: self.criticality.map(Into::into),
+            tag: self.tag.clone(),
+            model: self.model.clone(),
+            firmware_version: self.firmware_version.clone(),
+            q: self.q.clone(),
+        }
+    }
+}
+
+fn limit(l: Option<usize>) -> Result<usize, ApiError> {
+    match l {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request("invalid_query", format!("limit {n} is not between 1 and {MAX_LIMIT}"))),
+    }
+}
+
+/// List devices with filters and cursor pagination.
+#[utoipa::path(get, path = "/api/v1/devices", tag = "devices", params(ListQuery),
+    responses((status = 200, body = DevicePage), (status = 400, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<DevicePage>, ApiError> {
+    caller.require(Permission::DevicesRead)?;
+    let cursor = q.cursor.as_deref().map(parse_id).transpose()?;
+    let page = state.store.list_devices(&q.filter(), cursor.as_ref(), limit(q.limit)?).await?;
+    let personal = caller.can(Permission::DevicesWrite);
+    Ok(Json(DevicePage {
+        items: page.items.iter().map(|d| convert::view(d, personal)).collect(),
+        next_cursor: page.next,
+    }))
+}
+
+/// Read one device.
+#[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices", params(("id" = String, Path)),
+    responses((status = 200, body = DeviceView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<DeviceView>, ApiError> {
+    caller.require(Permission::DevicesRead)?;
+    let device = state.store.get_device(&parse_id(&id)?).await?;
+    Ok(Json(convert::view(&device, caller.can(Permission::DevicesWrite))))
+}
+
+/// Update attributes. Absent fields stay; `null` clears an optional field.
+#[utoipa::path(patch, path = "/api/v1/devices/{id}", tag = "devices", params(("id" = String, Path)),
+    request_body = DevicePatch,
+    responses((status = 200, body = DeviceView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<DevicePatch>,
+) -> Result<Json<DeviceView>, ApiError> {
+    caller.require(Permission::DevicesWrite)?;
+    let id = parse_id(&id)?;
+    let patch = convert::patch(body)?;
+    let device = state.store.update_device(id, patch, caller.audit()).await?;
+    Ok(Json(convert::view(&device, true)))
+}
+
+async fn transition(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    t: Transition,
+    reason: Option<String>,
+) -> Result<Json<DeviceView>, ApiError> {
+    caller.require(Permission::DevicesLifecycle)?;
+    let id = parse_id(id)?;
+    let reason = reason.map(|r| palisade_core::validate::optional_text("reason", &r, 1024)).transpose()?;
+    let device = state.store.transition_device(id, t, reason, caller.audit()).await?;
+    Ok(Json(convert::view(&device, caller.can(Permission::DevicesWrite))))
+}
+
+/// Move a device through its lifecycle (409 names the allowed states).
+#[utoipa::path(post, path = "/api/v1/devices/{id}/lifecycle", tag = "devices", params(("id" = String, Path)),
+    request_body = LifecycleRequest,
+    responses((status = 200, body = DeviceView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn lifecycle(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<LifecycleRequest>,
+) -> Result<Json<DeviceView>, ApiError> {
+    let to: LifecycleState = body.to.into();
+    transition(&state, &caller, &id, Transition::To(to), body.reason).await
+}
+
+/// Quarantine an active device.
+#[utoipa::path(post, path = "/api/v1/devices/{id}/quarantine", tag = "devices", params(("id" = String, Path)),
+    request_body(content = Option<ActionRequest>),
+    responses((status = 200, body = DeviceView), (status = 409, body = ErrorBody)))]
+pub async fn quarantine(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    OptionalJson(body): OptionalJson<ActionRequest>,
+) -> Result<Json<DeviceView>, ApiError> {
+    transition(&state, &caller, &id, Transition::To(LifecycleState::Quarantined), body.reason).await
+}
+
+/// Pause an active device.
+#[utoipa::path(post, path = "/api/v1/devices/{id}/pause", tag = "devices", params(("id" = String, Path)),
+    request_body(content = Option<ActionRequest>),
+    responses((status = 200, body = DeviceView), (status = 409, body = ErrorBody)))]
+pub async fn pause(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    OptionalJson(body): OptionalJson<ActionRequest>,
+) -> Result<Json<DeviceView>, ApiError> {
+    transition(&state, &caller, &id, Transition::To(LifecycleState::Paused), body.reason).await
+}
+
+/// Return a quarantined or paused device to active.
+#[utoipa::path(post, path = "/api/v1/devices/{id}/release", tag = "devices", params(("id" = String, Path)),
+    request_body(content = Option<ActionRequest>),
+    responses((status = 200, body = DeviceView), (status = 409, body = ErrorBody)))]
+pub async fn release(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    OptionalJson(body): OptionalJson<ActionRequest>,
+) -> Result<Json<DeviceView>, ApiError> {
+    transition(&state, &caller, &id, Transition::Release, body.reason).await
+}
+
+/// Decommission a device (terminal).
+#[utoipa::path(post, path = "/api/v1/devices/{id}/decommission", tag = "devices", params(("id" = String, Path)),
+    request_body(content = Option<ActionRequest>),
+    responses((status = 200, body = DeviceView), (status = 409, body = ErrorBody)))]
+pub async fn decommission(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    OptionalJson(body): OptionalJson<ActionRequest>,
+) -> Result<Json<DeviceView>, ApiError> {
+    transition(&state, &caller, &id, Transition::To(LifecycleState::Decommissioned), body.reason).await
+}
+
+/// Import devices from CSV: all rows or none; every bad row is reported.
+#[utoipa::path(post, path = "/api/v1/devices/import", tag = "devices",
+    request_body(content = String, content_type = "text/csv"),
+    responses((status = 201, body = ImportResult), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn import(State(state): State<AppState>, caller: Caller, req: Request) -> Result<(StatusCode, Json<ImportResult>), ApiError> {
+    caller.require(Permission::DevicesWrite)?;
+    let body = body_bytes(req, MAX_IMPORT_BYTES).await?;
+    let rows = csvio::parse(&body).map_err(|rows| ApiError {
+        rows: Some(
+            rows.into_iter()
+                .map(|r| palisade_proto::RowErrorView { row: r.row, field: r.field, message: r.message })
+                .collect(),
+        ),
+        ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "import_rejected", "import refused; nothing was imported")
+    })?;
+    let mut new = Vec::with_capacity(rows.len());
+    for (row, attrs) in rows {
+        new.push((row, NewDevice { id: new_device_id()?, attrs }));
+    }
+    let imported = state.store.import_devices(new, caller.audit()).await?;
+    Ok((StatusCode::CREATED, Json(ImportResult { imported })))
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// `csv` (default) or `json` (JSON Lines).
+    format: Option<String>,
+    state: Option<WireState>,
+    group: Option<String>,
+    region: Option<String>,
+    criticality: Option<Criticality>,
+    tag: Option<String>,
+}
+
+/// Export the inventory (filtered) as CSV or JSON Lines, streamed.
+#[utoipa::path(get, path = "/api/v1/devices/export", tag = "devices", params(ExportQuery),
+    responses((status = 200, content_type = "text/csv", body = String), (status = 400, body = ErrorBody)))]
+pub async fn export(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ExportQuery>,
+) -> Result<Response, ApiError> {
+    caller.require(Permission::DevicesRead)?;
+    let csv = match q.format.as_deref() {
+        None | Some("csv") => true,
+        Some("json") => false,
+        Some(other) => return Err(ApiError::bad_request("invalid_query", format!("format {other:?}: use csv or json"))),
+    };
+    let filter = ListQuery {
+        state: q.state,
+        group: q.group,
+        region: q.region,
+        criticality: q.criticality,
+        tag: q.tag,
+        ..ListQuery::default()
+    }
+    .filter();
+    let personal = caller.can(Permission::DevicesWrite);
+    let store = state.store.clone();
+    let body = stream::produce(move |tx| async move {
+        if csv {
+            tx.send_csv_row(&csvio::export_header()).await?;
+        }
+        let mut cursor = None;
+        loop {
+            let page = store.list_devices(&filter, cursor.as_ref(), MAX_LIMIT).await.map_err(stream::failed)?;
+            for d in &page.items {
+                if csv {
+                    tx.send_csv_row(&csvio::export_row(d, personal)).await?;
+                } else {
+                    tx.send_json_line(&convert::view(d, personal)).await?;
+                }
+            }
+            match page.next.map(|n| n.parse::<DeviceId>()) {
+                Some(Ok(next)) => cursor = Some(next),
+                _ => return Ok(()),
+            }
+        }
+    });
+    let content_type = if csv { "text/csv; charset=utf-8" } else { "application/x-ndjson" };
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+}

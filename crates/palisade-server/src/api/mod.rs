@@ -1,0 +1,104 @@
+//! The REST API: routes, documentation, and the edges every request passes through.
+//!
+//! Routes are registered with `utoipa_axum::routes!`, so the router and the OpenAPI document
+//! come from the same annotations and cannot drift apart.
+
+pub mod audit;
+pub mod convert;
+pub mod csvio;
+pub mod devices;
+pub mod error;
+pub mod extract;
+pub mod stream;
+pub mod system;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::metrics::{RequestLabels, RouteLabels};
+use error::ApiError;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Palisade API", description = "IoT fleet security control plane. Authenticate with `Authorization: Bearer <api key>`."),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+/// The documented API: every route here appears in the OpenAPI document.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(devices::create, devices::list))
+        .routes(routes!(devices::get, devices::patch))
+        .routes(routes!(devices::lifecycle))
+        .routes(routes!(devices::quarantine))
+        .routes(routes!(devices::pause))
+        .routes(routes!(devices::release))
+        .routes(routes!(devices::decommission))
+        .routes(routes!(devices::import))
+        .routes(routes!(devices::export))
+        .routes(routes!(audit::list))
+        .routes(routes!(audit::export))
+        .routes(routes!(audit::verify))
+}
+
+/// The OpenAPI document as JSON.
+pub fn openapi_json() -> String {
+    let (_, doc) = api().split_for_parts();
+    doc.to_pretty_json().unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+/// The whole HTTP application of the console listener.
+pub fn router(state: AppState) -> Router {
+    let (api, _) = api().split_for_parts();
+    Router::new()
+        .merge(api)
+        .route("/api/v1/openapi.json", get(system::openapi))
+        .route("/healthz", get(system::healthz))
+        .route("/readyz", get(system::readyz))
+        .route("/metrics", get(system::metrics))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Counts and times every request by route template; adds security headers.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let mut resp = next.run(req).await.into_response();
+    let status = resp.status().as_u16();
+    state.metrics.requests.get_or_create(&RequestLabels { method: method.clone(), route: route.clone(), status }).inc();
+    state.metrics.request_seconds.get_or_create(&RouteLabels { method, route }).observe(started.elapsed().as_secs_f64());
+    let h = resp.headers_mut();
+    use axum::http::HeaderValue;
+    h.insert("strict-transport-security", HeaderValue::from_static("max-age=31536000"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("cache-control", HeaderValue::from_static("no-store"));
+    h.insert("content-security-policy", HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
+    resp
+}

@@ -1,0 +1,182 @@
+//! First start and every start: the data directory, the master key, the store, the root CA.
+//!
+//! Shared by `serve` and the local administration commands (`apikey create`, `audit verify`,
+//! `keys rotate`), which open the same store the same way.
+
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use palisade_core::audit::Actor;
+use palisade_pki::RootCa;
+use palisade_store::audit::AuditContext;
+use palisade_store::sealed::{MasterKey, pending_path};
+use palisade_store::{Store, StoreError, StoreLocation, StoreObserver};
+
+
+use crate::config::Config;
+use crate::now_ms;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Pki(#[from] palisade_pki::PkiError),
+    #[error("{what} {path}: {source}")]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Refused(String),
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BootstrapError + 'a {
+    move |source| BootstrapError::Io { what, path: path.to_owned(), source }
+}
+
+/// `DATA_DIR/pki/root-ca.pem`: the trust anchor for every Palisade listener (contract).
+pub fn root_ca_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("pki").join("root-ca.pem")
+}
+
+const ROOT_CA_SECRET: &str = "pki/root-ca";
+
+/// Opens the store, creating the data directory and master key on first start. With
+/// `create = false` (local tools), a missing master key is an error instead.
+pub async fn open_store(
+    config: &Config,
+    create: bool,
+    observer: Option<Arc<dyn StoreObserver>>,
+) -> Result<Store, BootstrapError> {
+    let data_dir = config.data_dir()?;
+    if !data_dir.exists() {
+        if !create {
+            return Err(BootstrapError::Refused(format!("{} does not exist", data_dir.display())));
+        }
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(data_dir).map_err(io("cannot create", data_dir))?;
+    }
+    let location = config.store_location()?;
+    if let StoreLocation::Sqlite(db) = &location {
+        if create && !db.exists() {
+            // SQLite creates its -wal and -shm files with the database file's mode: make it 0600.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(db)
+                .map_err(io("cannot create", db))?;
+        }
+    }
+    let key_path = config.master_key_path()?;
+    let mut created_key = false;
+    let master = if key_path.exists() {
+        MasterKey::load(&key_path)?
+    } else {
+        // An empty file is what we create above; a database with content has its own key.
+        let fresh_db = match &location {
+            StoreLocation::Sqlite(p) => std::fs::metadata(p).map_or(true, |m| m.len() == 0),
+            StoreLocation::Postgres(_) => true,
+        };
+        if !create || !fresh_db {
+            return Err(BootstrapError::Refused(format!(
+                "master key {} is missing; the database cannot be opened without it",
+                key_path.display()
+            )));
+        }
+        let key = MasterKey::generate()?;
+        key.write_new(&key_path)?;
+        created_key = true;
+        tracing::info!(path = %key_path.display(), "created the master key (keep a copy offline)");
+        key
+    };
+    match Store::open(&location, &master, now_ms(), observer.clone()).await {
+        Ok(store) => Ok(store),
+        Err(StoreError::WrongMasterKey) => {
+            if created_key {
+                // We made a key for a database that already had one (PostgreSQL): take it back.
+                let _ = std::fs::remove_file(&key_path);
+                return Err(BootstrapError::Refused(
+                    "the database was created with another master key; give it with master_key_file".into(),
+                ));
+            }
+            // A rotation may have committed before the new key file was moved into place.
+            let pending = pending_path(&key_path);
+            if pending.exists() {
+                let new = MasterKey::load(&pending)?;
+                let store = Store::open(&location, &new, now_ms(), observer).await?;
+                std::fs::rename(&pending, &key_path).map_err(io("cannot install", &pending))?;
+                tracing::warn!("finished an interrupted master key rotation");
+                return Ok(store);
+            }
+            Err(StoreError::WrongMasterKey.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Loads the root CA, creating it on first start, and writes `pki/root-ca.pem`.
+pub async fn root_ca(store: &Store, data_dir: &Path) -> Result<RootCa, BootstrapError> {
+    let stored = match store.secret(ROOT_CA_SECRET).await? {
+        Some(s) => s,
+        None => {
+            let mut id = [0u8; 4];
+            palisade_store::sealed::random(&mut id)?;
+            let fresh = RootCa::generate(&hex(&id), time::OffsetDateTime::now_utc())?;
+            store.secret_or_insert(ROOT_CA_SECRET.into(), fresh.to_stored(), now_ms()).await?
+        }
+    };
+    let root = RootCa::from_stored(&stored)?;
+    let pki = data_dir.join("pki");
+    std::fs::DirBuilder::new().recursive(true).mode(0o755).create(&pki).map_err(io("cannot create", &pki))?;
+    let path = root_ca_path(data_dir);
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(root.cert_pem()) {
+        let tmp = pki.join(".root-ca.pem.tmp");
+        std::fs::write(&tmp, root.cert_pem()).map_err(io("cannot write", &tmp))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).map_err(io("cannot chmod", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io("cannot write", &path))?;
+    }
+    Ok(root)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `palisade keys rotate`: a new master key re-wraps every data key, and replaces the old key
+/// file. Safe while the server runs (it keeps its unwrapped data keys in memory) and safe to
+/// interrupt: the new key is written before the database switches, and moved into place after.
+pub async fn rotate_master_key(config: &Config) -> Result<String, BootstrapError> {
+    let key_path = config.master_key_path()?;
+    let store = open_store(config, false, None).await?;
+    let old = MasterKey::load(&key_path)?;
+    let new = Arc::new(MasterKey::generate()?);
+    let pending = pending_path(&key_path);
+    if pending.exists() {
+        return Err(BootstrapError::Refused(format!(
+            "{} exists: an earlier rotation was interrupted; start the server once to finish it",
+            pending.display()
+        )));
+    }
+    new.write_new(&pending)?;
+    let ctx = AuditContext { actor: local_actor("keys rotate"), source_ip: None, at_ms: now_ms() };
+    if let Err(e) = store.rotate_master_key(old, new.clone(), ctx).await {
+        let _ = std::fs::remove_file(&pending);
+        return Err(e.into());
+    }
+    store.close().await;
+    std::fs::rename(&pending, &key_path).map_err(io("cannot install", &pending))?;
+    if let Some(dir) = key_path.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(new.id())
+}
+
+/// The actor of a local administration command: the OS user running it.
+pub fn local_actor(command: &str) -> Actor {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    Actor::Local { what: format!("{command} ({user})") }
+}
+

@@ -1,0 +1,78 @@
+//! `palisade demo`: a server with a sample fleet, and the two things a newcomer needs to reach
+//! it (the URL and an admin key). The attacking fleet simulator joins when it lands.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use palisade_core::device::DeviceAttributes;
+use palisade_core::{Criticality, LifecycleState, Location, Role};
+use palisade_server::config::Config;
+use palisade_server::{bootstrap, new_device_id, now_ms};
+use palisade_store::audit::AuditContext;
+use palisade_store::devices::{NewDevice, Transition};
+
+/// model, vendor, purpose, group, region, criticality, (lat, lon)
+const FLEET: &[(&str, &str, &str, &str, &str, Criticality, (f64, f64))] = &[
+    ("meter-3", "acme", "electricity metering", "meters", "us-central", Criticality::Medium, (41.8781, -87.6298)),
+    ("meter-3", "acme", "electricity metering", "meters", "us-central", Criticality::Medium, (41.8819, -87.6278)),
+    ("meter-3", "acme", "electricity metering", "meters", "us-east", Criticality::Medium, (40.7128, -74.0060)),
+    ("gw-100", "northwind", "substation gateway", "gateways", "us-central", Criticality::Critical, (41.85, -87.65)),
+    ("gw-100", "northwind", "substation gateway", "gateways", "eu-west", Criticality::Critical, (53.3498, -6.2603)),
+    ("cam-2", "optica", "site surveillance", "cameras", "eu-west", Criticality::High, (53.34, -6.26)),
+    ("cam-2", "optica", "site surveillance", "cameras", "us-east", Criticality::High, (40.71, -74.0)),
+    ("pump-ctl", "hydrix", "water pumping", "industrial", "us-east", Criticality::Critical, (40.73, -73.99)),
+    ("tracker-5", "fleetline", "cold-chain tracking", "trackers", "eu-central", Criticality::Low, (52.52, 13.405)),
+    ("tracker-5", "fleetline", "cold-chain tracking", "trackers", "eu-central", Criticality::Low, (48.1351, 11.582)),
+    ("thermo-1", "acme", "building climate", "buildings", "us-central", Criticality::Low, (41.88, -87.63)),
+    ("thermo-1", "acme", "building climate", "buildings", "eu-west", Criticality::Low, (53.35, -6.25)),
+];
+
+pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
+    let data_dir = config.data_dir.clone().context("demo needs a data directory")?;
+    let running = palisade_server::start(config).await.context("cannot start the demo server")?;
+    println!("{}", crate::listening_line(&running));
+    let ctx = || AuditContext { actor: bootstrap::local_actor("demo"), source_ip: None, at_ms: now_ms() };
+    let store = &running.store;
+    if store.count_devices().await? == 0 {
+        for (n, (model, vendor, purpose, group, region, criticality, (lat, lon))) in FLEET.iter().enumerate() {
+            let attrs = DeviceAttributes {
+                serial: format!("{}-{:04}", model.to_uppercase(), 1000 + n),
+                model: (*model).into(),
+                vendor: (*vendor).into(),
+                owner: Some(format!("{group}-team")),
+                owner_contact: Some(format!("{group}-oncall@example.com")),
+                purpose: Some((*purpose).into()),
+                criticality: *criticality,
+                group: Some((*group).into()),
+                region: Some((*region).into()),
+                tags: vec!["demo".into()],
+                location: Some(Location::new(*lat, *lon)?),
+                firmware_version: Some(if n % 4 == 0 { "1.3.9".into() } else { "1.4.2".into() }),
+            };
+            let d = store.create_device(NewDevice { id: new_device_id()?, attrs }, ctx()).await?;
+            let path: &[LifecycleState] = match n % 6 {
+                0 => &[LifecycleState::Provisioned],
+                1 => &[LifecycleState::Provisioned, LifecycleState::Active, LifecycleState::Quarantined],
+                2 => &[LifecycleState::Provisioned, LifecycleState::Active, LifecycleState::Paused],
+                _ => &[LifecycleState::Provisioned, LifecycleState::Active],
+            };
+            for to in path {
+                store.transition_device(d.id.clone(), Transition::To(*to), Some("demo fleet".into()), ctx()).await?;
+            }
+        }
+    }
+    let key = store.create_api_key("demo".into(), Role::Admin, Some(now_ms() + 86_400_000), ctx()).await?;
+    let url = format!("https://localhost:{}", running.console_addr.port());
+    let ca = bootstrap::root_ca_path(&data_dir);
+    println!(
+        "\nPalisade demo is running.\n\n  API:       {url}/api/v1/\n  CA:        {ca}\n  Admin key: {key} (valid 24 h)\n\n\
+         Try:\n  curl --cacert {ca} -H 'Authorization: Bearer {key}' '{url}/api/v1/devices?state=quarantined'\n  \
+         curl --cacert {ca} -H 'Authorization: Bearer {key}' '{url}/api/v1/audit?limit=5'\n\n\
+         The web console and the attacking fleet simulator arrive with their issues. Ctrl-C stops the demo.",
+        ca = ca.display(),
+        key = key.key.as_str(),
+    );
+    crate::wait_for_signal().await?;
+    running.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
