@@ -6,7 +6,7 @@
 //! every bad row is reported.
 
 use palisade_core::device::{Device, DeviceAttributes};
-use palisade_proto::{Criticality, DeviceCreate, LocationView};
+use palisade_proto::{DeviceCreate, LocationView};
 use palisade_store::devices::RowError;
 use serde::Deserialize;
 
@@ -40,7 +40,7 @@ struct CsvDevice {
     owner: Option<String>,
     owner_contact: Option<String>,
     purpose: Option<String>,
-    criticality: Option<Criticality>,
+    criticality: Option<String>,
     group: Option<String>,
     region: Option<String>,
     tags: Option<String>,
@@ -94,6 +94,12 @@ pub fn parse(body: &[u8]) -> Result<Vec<(usize, DeviceAttributes)>, Vec<RowError
             row_error(row, field, message)
         });
         let result = parsed.and_then(|d| {
+            let criticality = match d.criticality.as_deref().filter(|c| !c.is_empty()) {
+                None => None,
+                Some(c) => Some(
+                    c.parse::<palisade_core::Criticality>().map_err(|e| row_error(row, &e.field, e.reason))?.into(),
+                ),
+            };
             let location = match (d.lat, d.lon) {
                 (Some(lat), Some(lon)) => Some(LocationView { lat, lon }),
                 (None, None) => None,
@@ -107,7 +113,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<(usize, DeviceAttributes)>, Vec<RowError
                 owner: d.owner,
                 owner_contact: d.owner_contact,
                 purpose: d.purpose,
-                criticality: d.criticality,
+                criticality,
                 group: d.group,
                 region: d.region,
                 tags: tags.unwrap_or_default(),
