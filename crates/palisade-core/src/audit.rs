@@ -129,7 +129,9 @@ impl fmt::Display for ChainBreak {
             Self::CheckpointMismatch { seq } => {
                 write!(f, "signed checkpoint at entry {seq} does not match the log (edited, deleted or truncated)")
             }
-            Self::BadCheckpointSignature { seq } => write!(f, "signed checkpoint at entry {seq} has a bad signature"),
+            Self::BadCheckpointSignature { seq } => {
+                write!(f, "signed checkpoint at entry {seq} has a bad signature")
+            }
         }
     }
 }

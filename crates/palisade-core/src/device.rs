@@ -47,10 +47,7 @@ impl FromStr for DeviceId {
         if s.len() == DEVICE_ID_LEN && s.bytes().all(|b| ID_ALPHABET.contains(&b)) {
             Ok(Self(s.to_owned()))
         } else {
-            Err(InvalidField::new(
-                "id",
-                format!("{s:.40?} is not a device id ({DEVICE_ID_LEN} characters of 0-9 a-z)"),
-            ))
+            Err(InvalidField::new("id", format!("{s:.40?} is not a device id ({DEVICE_ID_LEN} characters of 0-9 a-z)")))
         }
     }
 }
@@ -208,11 +205,11 @@ impl DeviceAttributes {
     pub fn apply(&mut self, patch: DevicePatch) -> Vec<&'static str> {
         let mut changed = Vec::new();
         fn set<T: PartialEq>(changed: &mut Vec<&'static str>, name: &'static str, field: &mut T, new: Option<T>) {
-            if let Some(v) = new {
-                if *field != v {
-                    *field = v;
-                    changed.push(name);
-                }
+            if let Some(v) = new
+                && *field != v
+            {
+                *field = v;
+                changed.push(name);
             }
         }
         set(&mut changed, "serial", &mut self.serial, patch.serial);

@@ -43,14 +43,8 @@ impl fmt::Display for IllegalTransition {
 impl std::error::Error for IllegalTransition {}
 
 impl LifecycleState {
-    pub const ALL: [LifecycleState; 6] = [
-        Self::Registered,
-        Self::Provisioned,
-        Self::Active,
-        Self::Quarantined,
-        Self::Paused,
-        Self::Decommissioned,
-    ];
+    pub const ALL: [LifecycleState; 6] =
+        [Self::Registered, Self::Provisioned, Self::Active, Self::Quarantined, Self::Paused, Self::Decommissioned];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -111,9 +105,7 @@ impl FromStr for LifecycleState {
         Self::ALL.into_iter().find(|c| c.as_str() == s).ok_or_else(|| {
             InvalidField::new(
                 "state",
-                format!(
-                    "{s:.40?} is not one of registered, provisioned, active, quarantined, paused, decommissioned"
-                ),
+                format!("{s:.40?} is not one of registered, provisioned, active, quarantined, paused, decommissioned"),
             )
         })
     }

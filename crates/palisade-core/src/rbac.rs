@@ -101,16 +101,9 @@ impl Role {
                 ReportsRead,
                 SystemManage,
             ],
-            Self::SecurityAnalyst => &[
-                DevicesRead,
-                DevicesLifecycle,
-                PkiRevoke,
-                AlertsRead,
-                AlertsAck,
-                RulesManage,
-                AuditRead,
-                ReportsRead,
-            ],
+            Self::SecurityAnalyst => {
+                &[DevicesRead, DevicesLifecycle, PkiRevoke, AlertsRead, AlertsAck, RulesManage, AuditRead, ReportsRead]
+            }
             Self::Operator => &[DevicesRead, DevicesWrite, DevicesLifecycle, PkiEnroll, AlertsRead, ReportsRead],
             Self::Technician => &[DevicesRead],
             Self::Auditor => &[DevicesRead, AlertsRead, AuditRead, ReportsRead],

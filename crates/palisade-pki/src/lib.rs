@@ -73,7 +73,8 @@ impl RootCa {
         dn.push(DnType::CommonName, format!("Palisade Root CA {installation}"));
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         params.not_before = now - Duration::minutes(5);
         params.not_after = now + Duration::days(ROOT_DAYS);
         params.serial_number = Some(serial());

@@ -13,7 +13,6 @@ use palisade_store::audit::AuditContext;
 use palisade_store::sealed::{MasterKey, pending_path};
 use palisade_store::{Store, StoreError, StoreLocation, StoreObserver};
 
-
 use crate::config::Config;
 use crate::now_ms;
 
@@ -54,19 +53,24 @@ pub async fn open_store(
         if !create {
             return Err(BootstrapError::Refused(format!("{} does not exist", data_dir.display())));
         }
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(data_dir).map_err(io("cannot create", data_dir))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(io("cannot create", data_dir))?;
     }
     let location = config.store_location()?;
-    if let StoreLocation::Sqlite(db) = &location {
-        if create && !db.exists() {
-            // SQLite creates its -wal and -shm files with the database file's mode: make it 0600.
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(db)
-                .map_err(io("cannot create", db))?;
-        }
+    if let StoreLocation::Sqlite(db) = &location
+        && create
+        && !db.exists()
+    {
+        // SQLite creates its -wal and -shm files with the database file's mode: make it 0600.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(db)
+            .map_err(io("cannot create", db))?;
     }
     let key_path = config.master_key_path()?;
     let mut created_key = false;
@@ -166,10 +170,10 @@ pub async fn rotate_master_key(config: &Config) -> Result<String, BootstrapError
     }
     store.close().await;
     std::fs::rename(&pending, &key_path).map_err(io("cannot install", &pending))?;
-    if let Some(dir) = key_path.parent() {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
+    if let Some(dir) = key_path.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
     }
     Ok(new.id())
 }
@@ -179,4 +183,3 @@ pub fn local_actor(command: &str) -> Actor {
     let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
     Actor::Local { what: format!("{command} ({user})") }
 }
-

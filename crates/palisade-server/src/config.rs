@@ -156,7 +156,8 @@ impl Config {
     }
 
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Self::from_toml(&text, path)
     }
 
@@ -187,7 +188,12 @@ impl Config {
             self.log.format = match v.as_str() {
                 "text" => LogFormat::Text,
                 "json" => LogFormat::Json,
-                _ => return Err(ConfigError::Env { name: "PALISADE_LOG_FORMAT", message: format!("{v:?}: use text or json") }),
+                _ => {
+                    return Err(ConfigError::Env {
+                        name: "PALISADE_LOG_FORMAT",
+                        message: format!("{v:?}: use text or json"),
+                    });
+                }
             };
         }
         if let Some(v) = get("PALISADE_LOG_LEVEL") {
@@ -205,14 +211,16 @@ impl Config {
     /// Checks what the types cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.data_dir.is_none() {
-            return Err(ConfigError::Invalid("data_dir is required (--data-dir, PALISADE_DATA_DIR or data_dir =)".into()));
+            return Err(ConfigError::Invalid(
+                "data_dir is required (--data-dir, PALISADE_DATA_DIR or data_dir =)".into(),
+            ));
         }
-        if let Some(url) = &self.database_url {
-            if !(url.expose().starts_with("postgres://") || url.expose().starts_with("postgresql://")) {
-                return Err(ConfigError::Invalid(
-                    "database_url must be a postgres:// URL (leave it unset for the embedded SQLite database)".into(),
-                ));
-            }
+        if let Some(url) = &self.database_url
+            && !(url.expose().starts_with("postgres://") || url.expose().starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Invalid(
+                "database_url must be a postgres:// URL (leave it unset for the embedded SQLite database)".into(),
+            ));
         }
         if self.audit.checkpoint_interval_secs == 0 {
             return Err(ConfigError::Invalid("audit.checkpoint_interval_secs must be at least 1".into()));
@@ -262,9 +270,10 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named_with_their_line() {
-        let e = Config::from_toml("data_dir = \"/x\"\n\n[log]\nformat = \"json\"\ncolour = true\n", Path::new("p.toml"))
-            .unwrap_err()
-            .to_string();
+        let e =
+            Config::from_toml("data_dir = \"/x\"\n\n[log]\nformat = \"json\"\ncolour = true\n", Path::new("p.toml"))
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("unknown field `colour`"), "{e}");
         assert!(e.contains("line 5"), "{e}");
     }

@@ -91,9 +91,11 @@ pub async fn start(config: Config) -> Result<Running, BootstrapError> {
     let root = bootstrap::root_ca(&store, &data_dir).await?;
     let identity = root.issue_server(&tls_names(&config), time::OffsetDateTime::now_utc())?;
     let tls = palisade_pki::tls13_server_config(identity)?;
-    let (listener, console_addr) = http::bind(config.console_addr)
-        .await
-        .map_err(|source| BootstrapError::Io { what: "cannot listen on", path: config.console_addr.to_string().into(), source })?;
+    let (listener, console_addr) = http::bind(config.console_addr).await.map_err(|source| BootstrapError::Io {
+        what: "cannot listen on",
+        path: config.console_addr.to_string().into(),
+        source,
+    })?;
     if !is_loopback(console_addr.ip()) {
         tracing::info!(%console_addr, "console listens beyond loopback");
     }

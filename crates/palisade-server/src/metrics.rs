@@ -51,13 +51,19 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("palisade");
         let requests = Family::<RequestLabels, Counter>::default();
-        let request_seconds = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
-        let store_seconds = Family::<StoreLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let request_seconds =
+            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let store_seconds =
+            Family::<StoreLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
         let auth_failures = Counter::default();
         registry.register("http_requests", "HTTP requests by route and status", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency", request_seconds.clone());
         registry.register("store_operation_duration_seconds", "Storage operation latency", store_seconds.clone());
-        registry.register("api_auth_failures", "Requests refused for a missing or invalid API key", auth_failures.clone());
+        registry.register(
+            "api_auth_failures",
+            "Requests refused for a missing or invalid API key",
+            auth_failures.clone(),
+        );
         Self { registry, requests, request_seconds, store_seconds, auth_failures }
     }
 }

@@ -103,8 +103,14 @@ pub async fn create<D: Db>(
 
 /// Checks a presented key. `None` for every kind of failure (unknown, wrong secret, expired,
 /// revoked): callers answer all of them the same way.
-pub async fn authenticate<D: Db>(db: &mut D, presented: &PresentedKey, now_ms: i64) -> Result<Option<ApiKeyInfo>, StoreError> {
-    let Some((id, secret)) = presented.parts() else { return Ok(None) };
+pub async fn authenticate<D: Db>(
+    db: &mut D,
+    presented: &PresentedKey,
+    now_ms: i64,
+) -> Result<Option<ApiKeyInfo>, StoreError> {
+    let Some((id, secret)) = presented.parts() else {
+        return Ok(None);
+    };
     let row = db
         .query_opt("SELECT name, role, secret_hash, expires_ms, revoked_ms FROM api_keys WHERE id = $1", args![id])
         .await?;

@@ -39,7 +39,9 @@ const PG_CHAIN_LOCK: i64 = 0x7061_6c69_7361_6465; // "palisade"
 
 async fn head<D: Db>(db: &mut D) -> Result<(u64, [u8; 32]), StoreError> {
     match db.query_opt("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", vec![]).await? {
-        Some(r) => Ok((u64::try_from(r.int(0)?).map_err(|_| StoreError::Corrupt("negative seq".into()))?, r.hash32(1)?)),
+        Some(r) => {
+            Ok((u64::try_from(r.int(0)?).map_err(|_| StoreError::Corrupt("negative seq".into()))?, r.hash32(1)?))
+        }
         None => Ok((0, GENESIS)),
     }
 }
@@ -95,7 +97,8 @@ fn seq_i64(seq: u64) -> Result<i64, StoreError> {
     i64::try_from(seq).map_err(|_| StoreError::Corrupt("audit sequence overflow".into()))
 }
 
-const ENTRY_COLUMNS: &str = "seq, at_ms, actor, action, target, source_ip, before_summary, after_summary, prev_hash, hash";
+const ENTRY_COLUMNS: &str =
+    "seq, at_ms, actor, action, target, source_ip, before_summary, after_summary, prev_hash, hash";
 
 fn decode(r: &Row) -> Result<StoredEntry, StoreError> {
     Ok(StoredEntry {
@@ -164,7 +167,8 @@ pub async fn checkpoint<D: Db>(db: &mut D, key: &Ed25519KeyPair, at_ms: i64) -> 
         db.exec("SELECT pg_advisory_xact_lock($1)", args![PG_CHAIN_LOCK]).await?;
     }
     let (seq, hash) = head(db).await?;
-    let last = db.query_opt("SELECT max(seq) FROM audit_checkpoints", vec![]).await?.map(|r| r.opt_int(0)).transpose()?;
+    let last =
+        db.query_opt("SELECT max(seq) FROM audit_checkpoints", vec![]).await?.map(|r| r.opt_int(0)).transpose()?;
     if seq == 0 || last.flatten() == Some(seq_i64(seq)?) {
         return Ok(None);
     }

@@ -138,7 +138,8 @@ async fn set_tags<D: Db>(db: &mut D, id: &DeviceId, tags: &[String]) -> Result<(
 
 pub async fn get<D: Db>(db: &mut D, keys: &Keyring, id: &DeviceId) -> Result<Device, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM devices WHERE id = $1");
-    let row = db.query_opt(&sql, args![id.as_str()]).await?.ok_or_else(|| StoreError::NotFound(format!("device {id}")))?;
+    let row =
+        db.query_opt(&sql, args![id.as_str()]).await?.ok_or_else(|| StoreError::NotFound(format!("device {id}")))?;
     let tags = tags_of(db, id).await?;
     decode(&row, keys, tags)
 }
@@ -163,13 +164,13 @@ fn serial_conflict(a: &DeviceAttributes) -> String {
 async fn insert<D: Db>(db: &mut D, keys: &Keyring, new: &NewDevice, now_ms: i64) -> Result<Device, StoreError> {
     let a = &new.attrs;
     let contact = a.owner_contact.as_deref().map(|c| keys.seal_text(c, &contact_aad(&new.id))).transpose()?;
-    let location = a
-        .location
-        .map(|l| keys.seal_text(&format!("{},{}", l.lat(), l.lon()), &location_aad(&new.id)))
-        .transpose()?;
+    let location =
+        a.location.map(|l| keys.seal_text(&format!("{},{}", l.lat(), l.lon()), &location_aad(&new.id))).transpose()?;
     let state = LifecycleState::Registered;
     db.exec(
-        &format!("INSERT INTO devices ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"),
+        &format!(
+            "INSERT INTO devices ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        ),
         args![
             new.id.as_str(),
             &a.serial,
@@ -256,7 +257,9 @@ pub async fn update<D: Db>(
     if changed.is_empty() {
         return Ok(device);
     }
-    if changed.iter().any(|f| matches!(*f, "serial" | "model" | "vendor")) && serial_taken(db, &device.attrs, Some(id)).await? {
+    if changed.iter().any(|f| matches!(*f, "serial" | "model" | "vendor"))
+        && serial_taken(db, &device.attrs, Some(id)).await?
+    {
         return Err(StoreError::Conflict(serial_conflict(&device.attrs)));
     }
     device.updated_ms = ctx.at_ms;
@@ -289,8 +292,15 @@ pub async fn update<D: Db>(
         set_tags(db, id, &a.tags).await?;
     }
     let after = summary(&device);
-    audit::append(db, ctx, "device.update", &format!("device:{id}"), Some(pick(&before, &changed)), Some(pick(&after, &changed)))
-        .await?;
+    audit::append(
+        db,
+        ctx,
+        "device.update",
+        &format!("device:{id}"),
+        Some(pick(&before, &changed)),
+        Some(pick(&after, &changed)),
+    )
+    .await?;
     Ok(device)
 }
 
@@ -394,7 +404,8 @@ pub async fn list<D: Db>(
     if !rows.is_empty() {
         let ids: Vec<String> = rows.iter().map(|r| r.text(0)).collect::<Result<_, _>>()?;
         let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
-        let sql = format!("SELECT device_id, tag FROM device_tags WHERE device_id IN ({}) ORDER BY tag", marks.join(", "));
+        let sql =
+            format!("SELECT device_id, tag FROM device_tags WHERE device_id IN ({}) ORDER BY tag", marks.join(", "));
         for r in db.query(&sql, ids.into_iter().map(Into::into).collect()).await? {
             tags.entry(r.text(0)?).or_default().push(r.text(1)?);
         }

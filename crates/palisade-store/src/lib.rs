@@ -149,7 +149,11 @@ async fn init<D: Db>(db: &mut D, master: &MasterKey, now_ms: i64) -> Result<(Key
     r
 }
 
-async fn init_in_tx<D: Db>(db: &mut D, master: &MasterKey, now_ms: i64) -> Result<(Keyring, Ed25519KeyPair), StoreError> {
+async fn init_in_tx<D: Db>(
+    db: &mut D,
+    master: &MasterKey,
+    now_ms: i64,
+) -> Result<(Keyring, Ed25519KeyPair), StoreError> {
     migrations::apply(db, now_ms).await?;
     let mut wrapped = load_data_keys(db).await?;
     if wrapped.is_empty() {
@@ -165,7 +169,8 @@ async fn init_in_tx<D: Db>(db: &mut D, master: &MasterKey, now_ms: i64) -> Resul
     }
     let keys = Keyring::unwrap_all(master, &wrapped)?;
     let rng = aws_lc_rs::rand::SystemRandom::new();
-    let fresh = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| StoreError::Crypto("cannot generate a signing key"))?;
+    let fresh =
+        Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| StoreError::Crypto("cannot generate a signing key"))?;
     let pkcs8 = secrets::put_if_absent(db, &keys, AUDIT_KEY_SECRET, fresh.as_ref(), now_ms).await?;
     let audit_key = Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| StoreError::Corrupt("audit signing key".into()))?;
     Ok((keys, audit_key))
@@ -173,9 +178,7 @@ async fn init_in_tx<D: Db>(db: &mut D, master: &MasterKey, now_ms: i64) -> Resul
 
 async fn load_data_keys<D: Db>(db: &mut D) -> Result<Vec<WrappedDataKey>, StoreError> {
     let rows = db.query("SELECT id, master_key_id, wrapped FROM data_keys ORDER BY created_ms, id", vec![]).await?;
-    rows.iter()
-        .map(|r| Ok(WrappedDataKey { id: r.text(0)?, master_key_id: r.text(1)?, wrapped: r.blob(2)? }))
-        .collect()
+    rows.iter().map(|r| Ok(WrappedDataKey { id: r.text(0)?, master_key_id: r.text(1)?, wrapped: r.blob(2)? })).collect()
 }
 
 impl Store {
@@ -259,7 +262,12 @@ impl Store {
         read_op!(self, "device.count", |c| devices::count(c).await)
     }
 
-    pub async fn update_device(&self, id: DeviceId, patch: DevicePatch, ctx: AuditContext) -> Result<Device, StoreError> {
+    pub async fn update_device(
+        &self,
+        id: DeviceId,
+        patch: DevicePatch,
+        ctx: AuditContext,
+    ) -> Result<Device, StoreError> {
         let keys = self.keys.clone();
         write_op!(self, "device.update", |c| devices::update(c, &keys, &id, patch, &ctx).await)
     }
@@ -272,8 +280,15 @@ impl Store {
         ctx: AuditContext,
     ) -> Result<Device, StoreError> {
         let keys = self.keys.clone();
-        write_op!(self, "device.transition", |c| devices::transition(c, &keys, &id, transition, reason.as_deref(), &ctx)
-            .await)
+        write_op!(self, "device.transition", |c| devices::transition(
+            c,
+            &keys,
+            &id,
+            transition,
+            reason.as_deref(),
+            &ctx
+        )
+        .await)
     }
 
     // --- audit ---------------------------------------------------------------------------
@@ -324,7 +339,11 @@ impl Store {
         write_op!(self, "apikey.create", |c| apikeys::create(c, &name, role, expires_ms, &ctx).await)
     }
 
-    pub async fn authenticate_api_key(&self, key: &PresentedKey, now_ms: i64) -> Result<Option<ApiKeyInfo>, StoreError> {
+    pub async fn authenticate_api_key(
+        &self,
+        key: &PresentedKey,
+        now_ms: i64,
+    ) -> Result<Option<ApiKeyInfo>, StoreError> {
         read_op!(self, "apikey.authenticate", |c| apikeys::authenticate(c, key, now_ms).await)
     }
 
@@ -335,7 +354,12 @@ impl Store {
     }
 
     /// Stores `value` under `name` unless a value exists; returns the stored one.
-    pub async fn secret_or_insert(&self, name: String, value: Zeroizing<Vec<u8>>, now_ms: i64) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+    pub async fn secret_or_insert(
+        &self,
+        name: String,
+        value: Zeroizing<Vec<u8>>,
+        now_ms: i64,
+    ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
         let keys = self.keys.clone();
         write_op!(self, "secret.put", |c| secrets::put_if_absent(c, &keys, &name, &value, now_ms).await)
     }
@@ -343,7 +367,12 @@ impl Store {
     // --- master key ----------------------------------------------------------------------------
 
     /// Re-wraps every data key from `old` to `new`, in one transaction, and audits it.
-    pub async fn rotate_master_key(&self, old: MasterKey, new: Arc<MasterKey>, ctx: AuditContext) -> Result<usize, StoreError> {
+    pub async fn rotate_master_key(
+        &self,
+        old: MasterKey,
+        new: Arc<MasterKey>,
+        ctx: AuditContext,
+    ) -> Result<usize, StoreError> {
         write_op!(self, "keys.rotate", |c| {
             let wrapped = load_data_keys(c).await?;
             for w in &wrapped {

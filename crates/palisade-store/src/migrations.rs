@@ -12,7 +12,7 @@ pub async fn apply<D: Db>(db: &mut D, now_ms: i64) -> Result<(), StoreError> {
     let list = match D::DIALECT {
         Dialect::Sqlite => SQLITE,
         Dialect::Postgres => {
-            db.exec("SELECT pg_advisory_xact_lock($1)", args![0x6d69_6772_6174_65_i64]).await?;
+            db.exec("SELECT pg_advisory_xact_lock($1)", args![0x006d_6967_7261_7465_i64]).await?;
             POSTGRES
         }
     };

@@ -6,7 +6,6 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions as _, PgConnection};
 
-
 use crate::StoreError;
 use crate::sql::BoxFuture;
 

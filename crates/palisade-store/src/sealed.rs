@@ -51,7 +51,8 @@ impl MasterKey {
 
     /// A public fingerprint: which master key wrapped a data key.
     pub fn id(&self) -> String {
-        let d = digest::digest(&digest::SHA256, &[b"palisade-master-key-id\0".as_slice(), self.bytes.as_slice()].concat());
+        let d =
+            digest::digest(&digest::SHA256, &[b"palisade-master-key-id\0".as_slice(), self.bytes.as_slice()].concat());
         hex::encode(d.as_ref().get(..8).unwrap_or_default())
     }
 
@@ -75,8 +76,7 @@ impl MasterKey {
     /// Writes the key to `path` with mode 0600, durably; fails if the file exists.
     pub fn write_new(&self, path: &Path) -> Result<(), StoreError> {
         let io = |e: std::io::Error| StoreError::MasterKey(format!("cannot write {}: {e}", path.display()));
-        let mut f =
-            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
         f.write_all(self.bytes.as_slice()).map_err(io)?;
         f.sync_all().map_err(io)?;
         Ok(())
@@ -204,7 +204,8 @@ impl Keyring {
     /// Opens a sealed UTF-8 text.
     pub fn open_text(&self, sealed: &[u8], aad: &str) -> Result<String, StoreError> {
         let plain = self.open(sealed, aad)?;
-        String::from_utf8(plain.to_vec()).map_err(|_| StoreError::Corrupt(format!("sealed value for {aad} is not text")))
+        String::from_utf8(plain.to_vec())
+            .map_err(|_| StoreError::Corrupt(format!("sealed value for {aad} is not text")))
     }
 }
 
@@ -229,7 +230,10 @@ fn open_with(key: &[u8; KEY_LEN], sealed: &[u8], aad: &[u8]) -> Result<Zeroizing
     let (nonce, body) = sealed.split_at(NONCE_LEN);
     let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| StoreError::Crypto("bad nonce"))?;
     let mut buf = Zeroizing::new(body.to_vec());
-    let n = key.open_in_place(nonce, Aad::from(aad), &mut buf).map_err(|_| StoreError::Crypto("does not authenticate"))?.len();
+    let n = key
+        .open_in_place(nonce, Aad::from(aad), &mut buf)
+        .map_err(|_| StoreError::Crypto("does not authenticate"))?
+        .len();
     buf.truncate(n);
     Ok(buf)
 }

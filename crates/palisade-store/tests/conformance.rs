@@ -1,6 +1,9 @@
 //! One conformance suite, instantiated for every backend: SQLite always, PostgreSQL when
 //! `PALISADE_TEST_POSTGRES_URL` is set (each test then gets a schema of its own).
 
+// Tests may unwrap: a failure is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
 use std::sync::Arc;
 
 use palisade_core::audit::{Actor, ChainBreak};
@@ -82,7 +85,11 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn ctx() -> AuditContext {
-    AuditContext { actor: Actor::Local { what: "test".into() }, source_ip: Some("127.0.0.1".into()), at_ms: 1_700_000_000_000 }
+    AuditContext {
+        actor: Actor::Local { what: "test".into() },
+        source_ip: Some("127.0.0.1".into()),
+        at_ms: 1_700_000_000_000,
+    }
 }
 
 fn new_device(n: u64, group: &str, criticality: Criticality) -> NewDevice {
@@ -129,7 +136,9 @@ conformance!(
 );
 
 async fn devices_round_trip_filter_and_paginate(backend: &str) {
-    let Some(f) = Fixture::new(backend).await else { return };
+    let Some(f) = Fixture::new(backend).await else {
+        return;
+    };
     let m = MasterKey::generate().unwrap();
     let s = open(&f, &m).await;
     for n in 0..25 {
@@ -139,7 +148,8 @@ async fn devices_round_trip_filter_and_paginate(backend: &str) {
     let dup = s.create_device(new_device(3, "x", Criticality::Low), ctx()).await.unwrap_err();
     assert!(matches!(dup, StoreError::Conflict(_)), "{dup}");
 
-    let filter = DeviceFilter { group: Some("north".into()), criticality: Some(Criticality::High), ..Default::default() };
+    let filter =
+        DeviceFilter { group: Some("north".into()), criticality: Some(Criticality::High), ..Default::default() };
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {
@@ -169,7 +179,10 @@ async fn devices_round_trip_filter_and_paginate(backend: &str) {
     assert_eq!(d.attrs.owner_contact.as_deref(), Some("owner0@example.com"));
     assert_eq!(d.attrs.location.unwrap().lat(), 41.8781);
 
-    let audit = s.list_audit(&AuditFilter { target: Some(format!("device:{first}")), ..Default::default() }, None, 10).await.unwrap();
+    let audit = s
+        .list_audit(&AuditFilter { target: Some(format!("device:{first}")), ..Default::default() }, None, 10)
+        .await
+        .unwrap();
     assert_eq!(audit.items.len(), 2);
     assert_eq!(audit.items[0].entry.action, "device.update");
     assert!(audit.items[0].entry.after.as_deref().unwrap().contains("\"tags\":[\"a\",\"b\"]"));
@@ -178,7 +191,9 @@ async fn devices_round_trip_filter_and_paginate(backend: &str) {
 }
 
 async fn lifecycle_is_enforced_and_audited(backend: &str) {
-    let Some(f) = Fixture::new(backend).await else { return };
+    let Some(f) = Fixture::new(backend).await else {
+        return;
+    };
     let s = open(&f, &MasterKey::generate().unwrap()).await;
     let id = s.create_device(new_device(1, "g", Criticality::Medium), ctx()).await.unwrap().id;
     let err = s.transition_device(id.clone(), Transition::To(LifecycleState::Active), None, ctx()).await.unwrap_err();
@@ -189,15 +204,21 @@ async fn lifecycle_is_enforced_and_audited(backend: &str) {
     let d = s.transition_device(id.clone(), Transition::Release, None, ctx()).await.unwrap();
     assert_eq!(d.state, LifecycleState::Active);
     s.transition_device(id.clone(), Transition::To(LifecycleState::Decommissioned), None, ctx()).await.unwrap();
-    let err = s.update_device(id.clone(), DevicePatch { owner: Some(None), ..Default::default() }, ctx()).await.unwrap_err();
+    let err =
+        s.update_device(id.clone(), DevicePatch { owner: Some(None), ..Default::default() }, ctx()).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)));
-    let audit = s.list_audit(&AuditFilter { action: Some("device.lifecycle".into()), ..Default::default() }, None, 10).await.unwrap();
+    let audit = s
+        .list_audit(&AuditFilter { action: Some("device.lifecycle".into()), ..Default::default() }, None, 10)
+        .await
+        .unwrap();
     assert_eq!(audit.items.len(), 5, "the refused transition changed nothing and recorded nothing");
     s.close().await;
 }
 
 async fn audit_chain_detects_edits_and_deletions(backend: &str) {
-    let Some(f) = Fixture::new(backend).await else { return };
+    let Some(f) = Fixture::new(backend).await else {
+        return;
+    };
     let s = open(&f, &MasterKey::generate().unwrap()).await;
     for n in 0..6 {
         s.create_device(new_device(n, "g", Criticality::Low), ctx()).await.unwrap();
@@ -226,7 +247,9 @@ async fn audit_chain_detects_edits_and_deletions(backend: &str) {
 }
 
 async fn personal_data_is_sealed_and_master_key_rotates(backend: &str) {
-    let Some(f) = Fixture::new(backend).await else { return };
+    let Some(f) = Fixture::new(backend).await else {
+        return;
+    };
     let old = MasterKey::generate().unwrap();
     let s = open(&f, &old).await;
     let mut d = new_device(7, "g", Criticality::Low);
@@ -256,7 +279,9 @@ async fn personal_data_is_sealed_and_master_key_rotates(backend: &str) {
 }
 
 async fn import_is_all_or_nothing(backend: &str) {
-    let Some(f) = Fixture::new(backend).await else { return };
+    let Some(f) = Fixture::new(backend).await else {
+        return;
+    };
     let s = open(&f, &MasterKey::generate().unwrap()).await;
     s.create_device(new_device(2, "g", Criticality::Low), ctx()).await.unwrap();
     let rows: Vec<_> = (0..5).map(|n| (n as usize + 1, new_device(10 + n, "g", Criticality::Low))).collect();
@@ -276,7 +301,9 @@ async fn import_is_all_or_nothing(backend: &str) {
 }
 
 async fn api_keys_authenticate_only_when_valid(backend: &str) {
-    let Some(f) = Fixture::new(backend).await else { return };
+    let Some(f) = Fixture::new(backend).await else {
+        return;
+    };
     let s = open(&f, &MasterKey::generate().unwrap()).await;
     let k = s.create_api_key("ci".into(), Role::Operator, None, ctx()).await.unwrap();
     let now = 1_700_000_000_000;
@@ -294,7 +321,9 @@ async fn api_keys_authenticate_only_when_valid(backend: &str) {
 }
 
 async fn concurrent_writes_all_land_in_one_chain(backend: &str) {
-    let Some(f) = Fixture::new(backend).await else { return };
+    let Some(f) = Fixture::new(backend).await else {
+        return;
+    };
     let s = open(&f, &MasterKey::generate().unwrap()).await;
     let tasks: Vec<_> = (0..200)
         .map(|n| {

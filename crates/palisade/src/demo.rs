@@ -12,7 +12,9 @@ use palisade_store::audit::AuditContext;
 use palisade_store::devices::{NewDevice, Transition};
 
 /// model, vendor, purpose, group, region, criticality, (lat, lon)
-const FLEET: &[(&str, &str, &str, &str, &str, Criticality, (f64, f64))] = &[
+type Sample = (&'static str, &'static str, &'static str, &'static str, &'static str, Criticality, (f64, f64));
+
+const FLEET: &[Sample] = &[
     ("meter-3", "acme", "electricity metering", "meters", "us-central", Criticality::Medium, (41.8781, -87.6298)),
     ("meter-3", "acme", "electricity metering", "meters", "us-central", Criticality::Medium, (41.8819, -87.6278)),
     ("meter-3", "acme", "electricity metering", "meters", "us-east", Criticality::Medium, (40.7128, -74.0060)),

@@ -65,17 +65,26 @@ pub fn view(e: &StoredEntry) -> AuditEntryView {
 /// The audit trail, newest first, with filters.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
     responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<AuditQuery>) -> Result<Json<AuditPage>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> Result<Json<AuditPage>, ApiError> {
     caller.require(Permission::AuditRead)?;
     let limit = match q.limit {
         None => 100,
         Some(n) if (1..=1000).contains(&n) => n,
-        Some(n) => return Err(ApiError::bad_request("invalid_query", format!("limit {n} is not between 1 and 1000"))),
+        Some(n) => {
+            return Err(ApiError::bad_request("invalid_query", format!("limit {n} is not between 1 and 1000")));
+        }
     };
     let before = q
         .cursor
         .as_deref()
-        .map(|c| c.parse::<u64>().map_err(|_| ApiError::bad_request("invalid_query", format!("cursor {c:.40?} is not valid"))))
+        .map(|c| {
+            c.parse::<u64>()
+                .map_err(|_| ApiError::bad_request("invalid_query", format!("cursor {c:.40?} is not valid")))
+        })
         .transpose()?;
     let page = state.store.list_audit(&q.filter()?, before, limit).await?;
     Ok(Json(AuditPage { items: page.items.iter().map(view).collect(), next_cursor: page.next }))
@@ -91,7 +100,9 @@ pub async fn export(State(state): State<AppState>, caller: Caller) -> Result<Res
         let mut after = 0;
         loop {
             let batch = store.audit_range(after, 1000).await.map_err(stream::failed)?;
-            let Some(last) = batch.last() else { return Ok(()) };
+            let Some(last) = batch.last() else {
+                return Ok(());
+            };
             after = last.entry.seq;
             for e in &batch {
                 tx.send_json_line(&view(e)).await?;
@@ -107,7 +118,13 @@ pub async fn export(State(state): State<AppState>, caller: Caller) -> Result<Res
 pub async fn verify(State(state): State<AppState>, caller: Caller) -> Result<Json<AuditVerification>, ApiError> {
     caller.require(Permission::AuditRead)?;
     Ok(Json(match state.store.verify_audit().await? {
-        Ok(v) => AuditVerification { ok: true, entries: v.entries, checkpoints: v.checkpoints, first_bad_seq: None, problem: None },
+        Ok(v) => AuditVerification {
+            ok: true,
+            entries: v.entries,
+            checkpoints: v.checkpoints,
+            first_bad_seq: None,
+            problem: None,
+        },
         Err(b) => AuditVerification {
             ok: false,
             entries: 0,

@@ -42,9 +42,10 @@ pub fn attributes(c: DeviceCreate) -> Result<DeviceAttributes, InvalidField> {
 }
 
 pub fn patch(p: DevicePatch) -> Result<CorePatch, InvalidField> {
-    let nullable = |field: &str, v: Option<Option<String>>, max: usize| -> Result<Option<Option<String>>, InvalidField> {
-        v.map(|inner| opt(field, inner, max)).transpose()
-    };
+    let nullable =
+        |field: &str, v: Option<Option<String>>, max: usize| -> Result<Option<Option<String>>, InvalidField> {
+            v.map(|inner| opt(field, inner, max)).transpose()
+        };
     Ok(CorePatch {
         serial: p.serial.map(|s| validate::required_text("serial", &s, MAX_SERIAL)).transpose()?,
         model: p.model.map(|s| validate::required_text("model", &s, MAX_TEXT)).transpose()?,

@@ -58,7 +58,9 @@ pub fn parse(body: &[u8]) -> Result<Vec<(usize, DeviceAttributes)>, Vec<RowError
     let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(body);
     let headers = match reader.headers() {
         Ok(h) => h.clone(),
-        Err(e) => return Err(vec![row_error(0, "header", format!("cannot read the header: {e}"))]),
+        Err(e) => {
+            return Err(vec![row_error(0, "header", format!("cannot read the header: {e}"))]);
+        }
     };
     let mut errors = Vec::new();
     for h in &headers {
@@ -105,7 +107,8 @@ pub fn parse(body: &[u8]) -> Result<Vec<(usize, DeviceAttributes)>, Vec<RowError
                 (None, None) => None,
                 _ => return Err(row_error(row, "lat", "lat and lon go together")),
             };
-            let tags = d.tags.map(|t| t.split(';').map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect());
+            let tags =
+                d.tags.map(|t| t.split(';').map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect());
             convert::attributes(DeviceCreate {
                 serial: d.serial,
                 model: d.model,
@@ -171,7 +174,8 @@ mod tests {
 
     #[test]
     fn good_rows_parse() {
-        let rows = parse(b"serial,model,vendor,criticality,tags,lat,lon\nA1,m,v,high,a;b,1.5,2.5\nA2,m,v,,,,\n").unwrap();
+        let rows =
+            parse(b"serial,model,vendor,criticality,tags,lat,lon\nA1,m,v,high,a;b,1.5,2.5\nA2,m,v,,,,\n").unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].1.tags, vec!["a", "b"]);
         assert_eq!(rows[1].1.criticality, palisade_core::Criticality::Medium);
@@ -179,8 +183,10 @@ mod tests {
 
     #[test]
     fn every_bad_row_is_reported_with_its_field() {
-        let errs = parse(b"serial,model,vendor,criticality,lat,lon\nA1,m,v,severe,,\n,m,v,low,,\nA3,m,v,low,95,0\nA4,m,v,low,x,1\n")
-            .unwrap_err();
+        let errs = parse(
+            b"serial,model,vendor,criticality,lat,lon\nA1,m,v,severe,,\n,m,v,low,,\nA3,m,v,low,95,0\nA4,m,v,low,x,1\n",
+        )
+        .unwrap_err();
         let got: Vec<(usize, &str)> = errs.iter().map(|e| (e.row, e.field.as_str())).collect();
         assert_eq!(got, vec![(1, "criticality"), (2, "serial"), (3, "location.lat"), (4, "lat")]);
     }

@@ -103,7 +103,11 @@ pub async fn list(
 /// Read one device.
 #[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices", params(("id" = String, Path)),
     responses((status = 200, body = DeviceView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<DeviceView>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<DeviceView>, ApiError> {
     caller.require(Permission::DevicesRead)?;
     let device = state.store.get_device(&parse_id(&id)?).await?;
     Ok(Json(convert::view(&device, caller.can(Permission::DevicesWrite))))
@@ -210,7 +214,11 @@ pub async fn decommission(
 #[utoipa::path(post, path = "/api/v1/devices/import", tag = "devices",
     request_body(content = String, content_type = "text/csv"),
     responses((status = 201, body = ImportResult), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn import(State(state): State<AppState>, caller: Caller, req: Request) -> Result<(StatusCode, Json<ImportResult>), ApiError> {
+pub async fn import(
+    State(state): State<AppState>,
+    caller: Caller,
+    req: Request,
+) -> Result<(StatusCode, Json<ImportResult>), ApiError> {
     caller.require(Permission::DevicesWrite)?;
     let body = body_bytes(req, MAX_IMPORT_BYTES).await?;
     let rows = csvio::parse(&body).map_err(|rows| ApiError {
@@ -254,7 +262,9 @@ pub async fn export(
     let csv = match q.format.as_deref() {
         None | Some("csv") => true,
         Some("json") => false,
-        Some(other) => return Err(ApiError::bad_request("invalid_query", format!("format {other:?}: use csv or json"))),
+        Some(other) => {
+            return Err(ApiError::bad_request("invalid_query", format!("format {other:?}: use csv or json")));
+        }
     };
     let filter = ListQuery {
         state: q.state,

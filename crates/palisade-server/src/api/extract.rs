@@ -94,7 +94,8 @@ fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
 }
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request("invalid_json", format!("invalid request body: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid request body: {e}")))
 }
 
 /// A query string; unknown parameters and bad values are 400s.

@@ -41,7 +41,10 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
@@ -79,7 +82,11 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(system::metrics))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
         })
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
@@ -93,7 +100,11 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     let mut resp = next.run(req).await.into_response();
     let status = resp.status().as_u16();
     state.metrics.requests.get_or_create(&RequestLabels { method: method.clone(), route: route.clone(), status }).inc();
-    state.metrics.request_seconds.get_or_create(&RouteLabels { method, route }).observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .request_seconds
+        .get_or_create(&RouteLabels { method, route })
+        .observe(started.elapsed().as_secs_f64());
     let h = resp.headers_mut();
     use axum::http::HeaderValue;
     h.insert("strict-transport-security", HeaderValue::from_static("max-age=31536000"));

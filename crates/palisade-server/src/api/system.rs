@@ -32,7 +32,8 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Resul
     if !state.config.metrics.public {
         let mut parts = axum::http::Request::new(()).into_parts().0;
         parts.headers = headers;
-        let caller = <Caller as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, &state).await?;
+        let caller =
+            <Caller as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, &state).await?;
         caller.require(Permission::SystemManage)?;
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render()).into_response())

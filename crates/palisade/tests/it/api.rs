@@ -49,7 +49,9 @@ async fn an_admin_manages_devices_and_every_change_is_audited() {
     let key = s.api_key("admin");
     let c = &s.client;
     let mut ids = Vec::new();
-    for (n, (crit, group)) in [("high", "north"), ("high", "south"), ("low", "north"), ("high", "north")].iter().enumerate() {
+    for (n, (crit, group)) in
+        [("high", "north"), ("high", "south"), ("low", "north"), ("high", "north")].iter().enumerate()
+    {
         let r = c.post("/api/v1/devices", &key, device(&format!("SN-{n}"), crit, group)).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
         let d = r.json();
@@ -72,7 +74,8 @@ async fn an_admin_manages_devices_and_every_change_is_audited() {
     assert_eq!(p2["items"].as_array().unwrap().len(), 1);
     assert!(p2.get("next_cursor").is_none());
 
-    let r = c.patch(&format!("/api/v1/devices/{}", ids[1]), &key, json!({"owner": null, "criticality": "critical"})).await;
+    let r =
+        c.patch(&format!("/api/v1/devices/{}", ids[1]), &key, json!({"owner": null, "criticality": "critical"})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.json()["owner"], Value::Null);
     assert_eq!(r.json()["criticality"], "critical");
@@ -92,7 +95,17 @@ async fn an_admin_manages_devices_and_every_change_is_audited() {
 
     let audit = c.get(&format!("/api/v1/audit?target=device:{}", ids[1]), &key).await.json();
     let actions: Vec<&str> = audit["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, vec!["device.lifecycle", "device.lifecycle", "device.lifecycle", "device.lifecycle", "device.update", "device.create"]);
+    assert_eq!(
+        actions,
+        vec![
+            "device.lifecycle",
+            "device.lifecycle",
+            "device.lifecycle",
+            "device.lifecycle",
+            "device.update",
+            "device.create"
+        ]
+    );
     let latest = &audit["items"][0];
     assert!(latest["actor"].as_str().unwrap().starts_with("apikey:"));
     assert_eq!(latest["source_ip"], "127.0.0.1");
@@ -115,17 +128,24 @@ async fn roles_limit_what_a_key_can_do_and_see() {
     let tech = s.api_key("technician");
     let auditor = s.api_key("auditor");
     let c = &s.client;
-    let id = c.post("/api/v1/devices", &admin, device("R-1", "high", "g")).await.json()["id"].as_str().unwrap().to_owned();
+    let id =
+        c.post("/api/v1/devices", &admin, device("R-1", "high", "g")).await.json()["id"].as_str().unwrap().to_owned();
     let d = c.get(&format!("/api/v1/devices/{id}"), &tech).await;
     assert_eq!(d.status, StatusCode::OK);
-    assert!(d.json().get("owner_contact").is_none() && d.json().get("location").is_none(), "technicians see no personal data");
+    assert!(
+        d.json().get("owner_contact").is_none() && d.json().get("location").is_none(),
+        "technicians see no personal data"
+    );
     let r = c.post("/api/v1/devices", &tech, device("R-2", "low", "g")).await;
     assert_eq!((r.status, r.error_code().as_str()), (StatusCode::FORBIDDEN, "forbidden"));
     let r = c.send(Method::POST, &format!("/api/v1/devices/{id}/decommission"), Some(&tech), None).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(c.get("/api/v1/audit", &tech).await.status, StatusCode::FORBIDDEN);
     assert_eq!(c.get("/api/v1/audit", &auditor).await.status, StatusCode::OK);
-    assert_eq!(c.patch(&format!("/api/v1/devices/{id}"), &auditor, json!({"owner": "x"})).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        c.patch(&format!("/api/v1/devices/{id}"), &auditor, json!({"owner": "x"})).await.status,
+        StatusCode::FORBIDDEN
+    );
 }
 
 #[tokio::test]
@@ -135,35 +155,140 @@ async fn bad_input_gets_a_named_4xx_never_a_500() {
     let c = &s.client;
     let id = c.post("/api/v1/devices", &key, device("B-1", "low", "g")).await.json()["id"].as_str().unwrap().to_owned();
     let json_body = |b: &str| Some(("application/json", b.as_bytes().to_vec()));
-    let cases: Vec<(Method, String, Option<(&str, Vec<u8>)>, StatusCode, &str, &str)> = vec![
-        (Method::POST, "/api/v1/devices".into(), json_body("{\"serial\": "), StatusCode::BAD_REQUEST, "invalid_json", "EOF"),
-        (Method::POST, "/api/v1/devices".into(), json_body("[1,2]"), StatusCode::BAD_REQUEST, "invalid_json", "expected"),
-        (Method::POST, "/api/v1/devices".into(), json_body(r#"{"serial":"1","model":"m","vendor":"v","colour":"red"}"#),
-            StatusCode::BAD_REQUEST, "invalid_json", "unknown field `colour`"),
-        (Method::POST, "/api/v1/devices".into(), json_body(r#"{"serial":"1","model":"m","vendor":"v","criticality":"extreme"}"#),
-            StatusCode::BAD_REQUEST, "invalid_json", "unknown variant `extreme`"),
-        (Method::POST, "/api/v1/devices".into(), json_body(r#"{"serial":"","model":"m","vendor":"v"}"#),
-            StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "serial"),
-        (Method::POST, "/api/v1/devices".into(), json_body(r#"{"serial":"1","model":"m","vendor":"v","location":{"lat":99,"lon":0}}"#),
-            StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "location.lat"),
-        (Method::POST, "/api/v1/devices".into(), json_body(r#"{"serial":"1","model":"m","vendor":"v","tags":["no spaces"]}"#),
-            StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "tags"),
-        (Method::POST, "/api/v1/devices".into(), Some(("text/plain", b"{}".to_vec())),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "application/json"),
-        (Method::POST, "/api/v1/devices".into(), Some(("application/json", vec![b' '; 2 << 20])),
-            StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "exceeds"),
-        (Method::GET, "/api/v1/devices/not-a-device".into(), None, StatusCode::BAD_REQUEST, "invalid_id", "not a device id"),
-        (Method::GET, "/api/v1/devices/0000000000000000000z".into(), None, StatusCode::NOT_FOUND, "not_found", "not found"),
+    // method, path, body, expected status, expected code, a word the message must contain
+    type Case<'a> = (Method, String, Option<(&'a str, Vec<u8>)>, StatusCode, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            Method::POST,
+            "/api/v1/devices".into(),
+            json_body("{\"serial\": "),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "EOF",
+        ),
+        (
+            Method::POST,
+            "/api/v1/devices".into(),
+            json_body("[1,2]"),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "expected",
+        ),
+        (
+            Method::POST,
+            "/api/v1/devices".into(),
+            json_body(r#"{"serial":"1","model":"m","vendor":"v","colour":"red"}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "unknown field `colour`",
+        ),
+        (
+            Method::POST,
+            "/api/v1/devices".into(),
+            json_body(r#"{"serial":"1","model":"m","vendor":"v","criticality":"extreme"}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "unknown variant `extreme`",
+        ),
+        (
+            Method::POST,
+            "/api/v1/devices".into(),
+            json_body(r#"{"serial":"","model":"m","vendor":"v"}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "serial",
+        ),
+        (
+            Method::POST,
+            "/api/v1/devices".into(),
+            json_body(r#"{"serial":"1","model":"m","vendor":"v","location":{"lat":99,"lon":0}}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "location.lat",
+        ),
+        (
+            Method::POST,
+            "/api/v1/devices".into(),
+            json_body(r#"{"serial":"1","model":"m","vendor":"v","tags":["no spaces"]}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "tags",
+        ),
+        (
+            Method::POST,
+            "/api/v1/devices".into(),
+            Some(("text/plain", b"{}".to_vec())),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "application/json",
+        ),
+        (
+            Method::POST,
+            "/api/v1/devices".into(),
+            Some(("application/json", vec![b' '; 2 << 20])),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "exceeds",
+        ),
+        (
+            Method::GET,
+            "/api/v1/devices/not-a-device".into(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+            "not a device id",
+        ),
+        (
+            Method::GET,
+            "/api/v1/devices/0000000000000000000z".into(),
+            None,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "not found",
+        ),
         (Method::GET, "/api/v1/devices?state=hacked".into(), None, StatusCode::BAD_REQUEST, "invalid_query", "hacked"),
         (Method::GET, "/api/v1/devices?colour=red".into(), None, StatusCode::BAD_REQUEST, "invalid_query", "colour"),
         (Method::GET, "/api/v1/devices?limit=0".into(), None, StatusCode::BAD_REQUEST, "invalid_query", "limit"),
-        (Method::GET, "/api/v1/devices?cursor=%27%20OR%201%3D1".into(), None, StatusCode::BAD_REQUEST, "invalid_id", "not a device id"),
-        (Method::GET, "/api/v1/audit?from=yesterday".into(), None, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "from"),
-        (Method::POST, format!("/api/v1/devices/{id}/lifecycle"), json_body(r#"{"to":"pwned"}"#),
-            StatusCode::BAD_REQUEST, "invalid_json", "unknown variant `pwned`"),
-        (Method::PATCH, format!("/api/v1/devices/{id}"), json_body(r#"{"criticality":7}"#),
-            StatusCode::BAD_REQUEST, "invalid_json", "line 1 column 16"),
-        (Method::DELETE, "/api/v1/devices".into(), None, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method"),
+        (
+            Method::GET,
+            "/api/v1/devices?cursor=%27%20OR%201%3D1".into(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+            "not a device id",
+        ),
+        (
+            Method::GET,
+            "/api/v1/audit?from=yesterday".into(),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "from",
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/devices/{id}/lifecycle"),
+            json_body(r#"{"to":"pwned"}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "unknown variant `pwned`",
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/devices/{id}"),
+            json_body(r#"{"criticality":7}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "line 1 column 16",
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/devices".into(),
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method",
+        ),
         (Method::GET, "/api/v1/nothing-here".into(), None, StatusCode::NOT_FOUND, "not_found", "route"),
     ];
     for (method, path, body, status, code, needle) in cases {

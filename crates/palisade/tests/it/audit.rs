@@ -9,9 +9,12 @@ async fn tamper(s: &Server, sql: &str) {
         Backend::Sqlite => {
             let url = format!("sqlite://{}", s.dir.join("palisade.db").display());
             let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-            sqlx::Executor::execute(&mut c, "DROP TRIGGER IF EXISTS audit_log_no_update; DROP TRIGGER IF EXISTS audit_log_no_delete;")
-                .await
-                .unwrap();
+            sqlx::Executor::execute(
+                &mut c,
+                "DROP TRIGGER IF EXISTS audit_log_no_update; DROP TRIGGER IF EXISTS audit_log_no_delete;",
+            )
+            .await
+            .unwrap();
             sqlx::Executor::execute(&mut c, sql).await.unwrap();
         }
         Backend::Postgres(url) => {
@@ -28,11 +31,15 @@ fn verify(s: &Server) -> (bool, String) {
 }
 
 async fn edits_and_deletions_are_caught_and_named(backend: &str) {
-    let Some(backend) = Backend::named(backend).await else { return };
+    let Some(backend) = Backend::named(backend).await else {
+        return;
+    };
     let s = Server::start_on(backend).await;
     let key = s.api_key("admin");
     for n in 0..8 {
-        assert!(s.client.post("/api/v1/devices", &key, device(&format!("A-{n}"), "low", "g")).await.status.is_success());
+        assert!(
+            s.client.post("/api/v1/devices", &key, device(&format!("A-{n}"), "low", "g")).await.status.is_success()
+        );
     }
     let (ok, out) = verify(&s);
     assert!(ok, "{out}");
@@ -67,7 +74,9 @@ async fn edits_and_deletions_are_caught_and_named(backend: &str) {
 }
 
 async fn a_truncated_tail_is_caught_by_the_signed_checkpoint(backend: &str) {
-    let Some(backend) = Backend::named(backend).await else { return };
+    let Some(backend) = Backend::named(backend).await else {
+        return;
+    };
     let mut s = Server::start_on(backend).await;
     let key = s.api_key("admin");
     for n in 0..3 {

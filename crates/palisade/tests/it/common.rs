@@ -89,7 +89,9 @@ impl Server {
             .await
             .expect("server did not print its listening line within 60 s")
             .unwrap()
-            .unwrap_or_else(|| panic!("server exited: {}", std::fs::read_to_string(dir.with_extension("log")).unwrap()));
+            .unwrap_or_else(|| {
+                panic!("server exited: {}", std::fs::read_to_string(dir.with_extension("log")).unwrap())
+            });
         assert!(line.starts_with(r#"{"event":"listening","console":"#), "{line}");
         let v: Value = serde_json::from_str(&line).unwrap();
         let addr: SocketAddr = v["console"].as_str().unwrap().parse().unwrap();
@@ -175,11 +177,12 @@ impl Client {
         for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
             roots.add(cert.unwrap()).unwrap();
         }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config =
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
         Self { addr, tls: tokio_rustls::TlsConnector::from(Arc::new(config)) }
     }
 

@@ -8,7 +8,12 @@ use serde_json::Value;
 use crate::common::{Backend, Client, Server, device};
 
 /// Writers that create devices until told to stop; returns every id the server acknowledged.
-fn burst(client: &Client, key: &str, writers: usize, per_writer: usize) -> (Arc<Mutex<Vec<String>>>, Vec<tokio::task::JoinHandle<()>>) {
+fn burst(
+    client: &Client,
+    key: &str,
+    writers: usize,
+    per_writer: usize,
+) -> (Arc<Mutex<Vec<String>>>, Vec<tokio::task::JoinHandle<()>>) {
     let acked = Arc::new(Mutex::new(Vec::new()));
     let tasks = (0..writers)
         .map(|w| {
@@ -49,7 +54,9 @@ async fn all_ids(s: &Server, key: &str) -> HashSet<String> {
 }
 
 async fn acknowledged_writes_survive_kill_9(backend: &str) {
-    let Some(backend) = Backend::named(backend).await else { return };
+    let Some(backend) = Backend::named(backend).await else {
+        return;
+    };
     let mut s = Server::start_on(backend).await;
     let key = s.api_key("admin");
     let (acked, tasks) = burst(&s.client, &key, 8, 10_000);
@@ -73,14 +80,22 @@ async fn acknowledged_writes_survive_kill_9(backend: &str) {
     let s = Server::start_in(&dir, backend).await;
     let stored = all_ids(&s, &key).await;
     let lost: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
-    assert!(lost.is_empty(), "{} of {} acknowledged writes lost: {:?}", lost.len(), acked.len(), &lost[..lost.len().min(5)]);
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost: {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(5)]
+    );
     // The audit chain is whole too: every device has its entry, in one unbroken chain.
     let out = s.cli(&["audit", "verify"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
 async fn sigterm_finishes_in_flight_writes(backend: &str) {
-    let Some(backend) = Backend::named(backend).await else { return };
+    let Some(backend) = Backend::named(backend).await else {
+        return;
+    };
     let mut s = Server::start_on(backend).await;
     let key = s.api_key("admin");
     let (acked, tasks) = burst(&s.client, &key, 4, 10_000);

@@ -1,6 +1,9 @@
 //! Integration tests: each starts the real `palisade` binary on port 0 with a fresh data
 //! directory and drives it through its public interfaces (HTTPS API, CLI, files).
 
+// Tests may unwrap: a failure is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
 mod common;
 
 mod api;

@@ -67,7 +67,8 @@ fn config_check_names_unknown_keys_with_their_line_and_masks_secrets() {
     assert!(err.contains("unknown field `verbosity`") && err.contains("line 5"), "{err}");
 
     let good = dir.path().join("good.toml");
-    std::fs::write(&good, "data_dir = \"/var/lib/palisade\"\ndatabase_url = \"postgres://u:hunter2@db/palisade\"\n").unwrap();
+    std::fs::write(&good, "data_dir = \"/var/lib/palisade\"\ndatabase_url = \"postgres://u:hunter2@db/palisade\"\n")
+        .unwrap();
     let out = std::process::Command::new(BIN).args(["config", "check"]).arg(&good).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let shown = String::from_utf8_lossy(&out.stdout);
