@@ -9,7 +9,7 @@ use serde_json::{Map, Value as Json, json};
 
 use crate::audit::{self, AuditContext};
 use crate::sealed::Keyring;
-use crate::sql::{Db, Row};
+use crate::sql::{Db, Row, Value};
 use crate::{StoreError, args};
 
 /// Filters for listing devices. Every set field must match.
@@ -161,37 +161,36 @@ fn serial_conflict(a: &DeviceAttributes) -> String {
     format!("a device with vendor {:?}, model {:?} and serial {:?} already exists", a.vendor, a.model, a.serial)
 }
 
-async fn insert<D: Db>(db: &mut D, keys: &Keyring, new: &NewDevice, now_ms: i64) -> Result<Device, StoreError> {
-    let a = &new.attrs;
-    let contact = a.owner_contact.as_deref().map(|c| keys.seal_text(c, &contact_aad(&new.id))).transpose()?;
+/// The values of the attribute columns, `serial` through `firmware_version` in [`COLUMNS`] order,
+/// with personal data sealed to this device.
+fn attribute_values(keys: &Keyring, id: &DeviceId, a: &DeviceAttributes) -> Result<Vec<Value>, StoreError> {
+    let contact = a.owner_contact.as_deref().map(|c| keys.seal_text(c, &contact_aad(id))).transpose()?;
     let location =
-        a.location.map(|l| keys.seal_text(&format!("{},{}", l.lat(), l.lon()), &location_aad(&new.id))).transpose()?;
+        a.location.map(|l| keys.seal_text(&format!("{},{}", l.lat(), l.lon()), &location_aad(id))).transpose()?;
+    Ok(args![
+        &a.serial,
+        &a.model,
+        &a.vendor,
+        a.owner.clone(),
+        contact,
+        a.purpose.clone(),
+        a.criticality.as_str(),
+        a.group.clone(),
+        a.region.clone(),
+        location,
+        a.firmware_version.clone()
+    ])
+}
+
+async fn insert<D: Db>(db: &mut D, keys: &Keyring, new: &NewDevice, now_ms: i64) -> Result<Device, StoreError> {
     let state = LifecycleState::Registered;
-    db.exec(
-        &format!(
-            "INSERT INTO devices ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
-        ),
-        args![
-            new.id.as_str(),
-            &a.serial,
-            &a.model,
-            &a.vendor,
-            a.owner.clone(),
-            contact,
-            a.purpose.clone(),
-            a.criticality.as_str(),
-            a.group.clone(),
-            a.region.clone(),
-            location,
-            a.firmware_version.clone(),
-            state.as_str(),
-            now_ms,
-            now_ms
-        ],
-    )
-    .await?;
-    set_tags(db, &new.id, &a.tags).await?;
-    Ok(Device { id: new.id.clone(), attrs: a.clone(), state, created_ms: now_ms, updated_ms: now_ms })
+    let mut values = args![new.id.as_str()];
+    values.extend(attribute_values(keys, &new.id, &new.attrs)?);
+    values.extend(args![state.as_str(), now_ms, now_ms]);
+    let marks: Vec<String> = (1..=values.len()).map(|i| format!("${i}")).collect();
+    db.exec(&format!("INSERT INTO devices ({COLUMNS}) VALUES ({})", marks.join(", ")), values).await?;
+    set_tags(db, &new.id, &new.attrs.tags).await?;
+    Ok(Device { id: new.id.clone(), attrs: new.attrs.clone(), state, created_ms: now_ms, updated_ms: now_ms })
 }
 
 pub async fn create<D: Db>(
@@ -263,33 +262,18 @@ pub async fn update<D: Db>(
         return Err(StoreError::Conflict(serial_conflict(&device.attrs)));
     }
     device.updated_ms = ctx.at_ms;
-    let a = &device.attrs;
-    let contact = a.owner_contact.as_deref().map(|c| keys.seal_text(c, &contact_aad(id))).transpose()?;
-    let location =
-        a.location.map(|l| keys.seal_text(&format!("{},{}", l.lat(), l.lon()), &location_aad(id))).transpose()?;
+    let mut values = args![id.as_str()];
+    values.extend(attribute_values(keys, id, &device.attrs)?);
+    values.push(device.updated_ms.into());
     db.exec(
         "UPDATE devices SET serial = $2, model = $3, vendor = $4, owner = $5, owner_contact = $6, purpose = $7, \
          criticality = $8, device_group = $9, region = $10, location = $11, firmware_version = $12, updated_ms = $13 \
          WHERE id = $1",
-        args![
-            id.as_str(),
-            &a.serial,
-            &a.model,
-            &a.vendor,
-            a.owner.clone(),
-            contact,
-            a.purpose.clone(),
-            a.criticality.as_str(),
-            a.group.clone(),
-            a.region.clone(),
-            location,
-            a.firmware_version.clone(),
-            device.updated_ms
-        ],
+        values,
     )
     .await?;
     if changed.contains(&"tags") {
-        set_tags(db, id, &a.tags).await?;
+        set_tags(db, id, &device.attrs.tags).await?;
     }
     let after = summary(&device);
     audit::append(

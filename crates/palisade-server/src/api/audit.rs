@@ -11,7 +11,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::error::ApiError;
-use super::extract::{ApiQuery, Caller};
+use super::extract::{ApiQuery, Caller, page_limit};
 use super::{convert, stream};
 use crate::AppState;
 
@@ -71,13 +71,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
     caller.require(Permission::AuditRead)?;
-    let limit = match q.limit {
-        None => 100,
-        Some(n) if (1..=1000).contains(&n) => n,
-        Some(n) => {
-            return Err(ApiError::bad_request("invalid_query", format!("limit {n} is not between 1 and 1000")));
-        }
-    };
+    let limit = page_limit(q.limit)?;
     let before = q
         .cursor
         .as_deref()

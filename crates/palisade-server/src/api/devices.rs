@@ -14,12 +14,9 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiQuery, Caller, MAX_IMPORT_BYTES, OptionalJson, body_bytes};
+use super::extract::{ApiJson, ApiQuery, Caller, MAX_IMPORT_BYTES, MAX_LIMIT, OptionalJson, body_bytes, page_limit};
 use super::{convert, csvio, stream};
 use crate::{AppState, new_device_id};
-
-const DEFAULT_LIMIT: usize = 100;
-const MAX_LIMIT: usize = 1000;
 
 fn parse_id(id: &str) -> Result<DeviceId, ApiError> {
     id.parse::<DeviceId>().map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))
@@ -74,14 +71,6 @@ impl ListQuery {
     }
 }
 
-fn limit(l: Option<usize>) -> Result<usize, ApiError> {
-    match l {
-        None => Ok(DEFAULT_LIMIT),
-        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::bad_request("invalid_query", format!("limit {n} is not between 1 and {MAX_LIMIT}"))),
-    }
-}
-
 /// List devices with filters and cursor pagination.
 #[utoipa::path(get, path = "/api/v1/devices", tag = "devices", params(ListQuery),
     responses((status = 200, body = DevicePage), (status = 400, body = ErrorBody)))]
@@ -92,7 +81,7 @@ pub async fn list(
 ) -> Result<Json<DevicePage>, ApiError> {
     caller.require(Permission::DevicesRead)?;
     let cursor = q.cursor.as_deref().map(parse_id).transpose()?;
-    let page = state.store.list_devices(&q.filter(), cursor.as_ref(), limit(q.limit)?).await?;
+    let page = state.store.list_devices(&q.filter(), cursor.as_ref(), page_limit(q.limit)?).await?;
     let personal = caller.can(Permission::DevicesWrite);
     Ok(Json(DevicePage {
         items: page.items.iter().map(|d| convert::view(d, personal)).collect(),

@@ -175,3 +175,17 @@ impl FromRequestParts<AppState> for Caller {
         }
     }
 }
+
+/// Default page size of listings.
+pub const DEFAULT_LIMIT: usize = 100;
+/// Largest page size of listings.
+pub const MAX_LIMIT: usize = 1000;
+
+/// A listing's `limit` parameter: default 100, at most 1000.
+pub fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request("invalid_query", format!("limit {n} is not between 1 and {MAX_LIMIT}"))),
+    }
+}

@@ -74,3 +74,37 @@ fn config_check_names_unknown_keys_with_their_line_and_masks_secrets() {
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("database_url = \"***\"") && !shown.contains("hunter2"), "{shown}");
 }
+
+#[tokio::test]
+async fn the_demo_serves_a_sample_fleet_and_prints_how_to_reach_it() {
+    use tokio::io::AsyncBufReadExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["demo", "--console-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = async || {
+        tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line()).await.unwrap().unwrap().unwrap()
+    };
+    let listening: serde_json::Value = serde_json::from_str(&next().await).unwrap();
+    assert_eq!(listening["event"], "listening");
+    let addr: std::net::SocketAddr = listening["console"].as_str().unwrap().parse().unwrap();
+    let key = loop {
+        let line = next().await;
+        if let Some(rest) = line.trim().strip_prefix("Admin key: ") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let client = crate::common::Client::new(addr, &dir.join("pki/root-ca.pem"));
+    let all = client.get("/api/v1/devices", &key).await.json();
+    assert_eq!(all["items"].as_array().unwrap().len(), 12);
+    let q = client.get("/api/v1/devices?state=quarantined", &key).await.json();
+    assert_eq!(q["items"].as_array().unwrap().len(), 2);
+    child.kill().await.unwrap();
+}
