@@ -10,7 +10,8 @@ use crate::common::{Server, device};
 async fn fresh_start_serves_https_health_and_refuses_anonymous_api_calls() {
     let s = Server::start().await;
     // Real curl, trusting only DATA_DIR/pki/root-ca.pem, as the contract says clients do.
-    let url = format!("https://localhost:{}/healthz", s.addr.port());
+    // The exact address of the listening line (the certificate names 127.0.0.1 as well).
+    let url = format!("https://{}/healthz", s.addr);
     let out = std::process::Command::new("curl")
         .args(["-sS", "--fail", "--tlsv1.3", "--cacert"])
         .arg(s.dir.join("pki/root-ca.pem"))
