@@ -16,6 +16,10 @@ pub const GENESIS: [u8; 32] = [0; 32];
 pub enum Actor {
     /// An API key, by its public id.
     ApiKey { id: String, name: String },
+    /// A signed-in person.
+    User { id: String, username: String },
+    /// Someone not (yet) authenticated: a failed login, a refused request.
+    Anonymous,
     /// Local administration on the server's host (CLI with access to the data).
     Local { what: String },
     /// Palisade itself (workers, automated response).
@@ -27,6 +31,8 @@ impl Actor {
     pub fn id(&self) -> String {
         match self {
             Self::ApiKey { id, .. } => format!("apikey:{id}"),
+            Self::User { id, .. } => format!("user:{id}"),
+            Self::Anonymous => "anonymous".to_owned(),
             Self::Local { what } => format!("local:{what}"),
             Self::System => "system".to_owned(),
         }

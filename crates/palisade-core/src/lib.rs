@@ -7,9 +7,11 @@ pub mod audit;
 pub mod device;
 pub mod lifecycle;
 pub mod rbac;
+pub mod throttle;
+pub mod totp;
 pub mod validate;
 
 pub use device::{Criticality, DeviceId, Location};
 pub use lifecycle::{IllegalTransition, LifecycleState};
-pub use rbac::{Permission, Role};
+pub use rbac::{Authority, Grant, Permission, PermissionSet, Role, Scope};
 pub use validate::InvalidField;

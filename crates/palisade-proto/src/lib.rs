@@ -4,8 +4,10 @@
 //! than a silently ignored setting. Conversions into validated domain types live at the edge
 //! (the server), which maps every failure to a 4xx naming the field.
 
+pub mod access;
 pub mod api;
 pub mod device;
 
+pub use access::*;
 pub use api::*;
 pub use device::*;

@@ -4,6 +4,7 @@
 //! `keys rotate`), which open the same store the same way.
 
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -182,4 +183,52 @@ pub async fn rotate_master_key(config: &Config) -> Result<String, BootstrapError
 pub fn local_actor(command: &str) -> Actor {
     let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
     Actor::Local { what: format!("{command} ({user})") }
+}
+
+/// Where the first administrator's one-time password is left (mode 0600).
+pub fn initial_admin_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("initial-admin-password")
+}
+
+/// On first start (no users at all), creates `admin` with a random one-time password, written
+/// to `DATA_DIR/initial-admin-password` (never to the log). The account must change it and
+/// enrol MFA at first sign-in.
+pub async fn initial_admin(store: &Store, data_dir: &Path) -> Result<(), BootstrapError> {
+    if store.count_users().await? > 0 {
+        return Ok(());
+    }
+    let password = crate::auth::random_token(18)?;
+    let hash = crate::auth::hash_password_blocking(&password).map_err(|e| BootstrapError::Refused(e.to_string()))?;
+    let path = initial_admin_path(data_dir);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io("cannot write", &path))?;
+    std::io::Write::write_all(&mut f, format!("{}\n", password.as_str()).as_bytes())
+        .map_err(io("cannot write", &path))?;
+    let user = palisade_store::users::NewUser {
+        id: "uadmin".into(),
+        username: "admin".into(),
+        display_name: Some("Initial administrator".into()),
+        email: None,
+        password_hash: hash,
+        must_change_password: true,
+        bindings: vec![palisade_store::users::RoleBinding {
+            role: "admin".into(),
+            scope: palisade_core::Scope::everywhere(),
+        }],
+    };
+    let ctx = AuditContext { actor: Actor::System, source_ip: None, at_ms: now_ms() };
+    match store.create_user(user, ctx).await {
+        Ok(()) => {
+            tracing::warn!(path = %path.display(), "created the initial administrator 'admin'; its one-time password is in this file");
+            Ok(())
+        }
+        // Another node created it first.
+        Err(StoreError::Conflict(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -102,6 +102,36 @@ impl Default for AuditConfig {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// A session ends after this long without a request.
+    pub session_idle_secs: u64,
+    /// A session ends this long after sign-in, whatever happens.
+    pub session_absolute_secs: u64,
+    /// Built-in roles whose holders must use MFA.
+    pub mfa_required_roles: Vec<String>,
+    /// The first delay after repeated failed sign-ins (doubling with each further failure).
+    pub throttle_base_delay_ms: u64,
+    /// Failed sign-ins that lock an account.
+    pub lockout_after: u32,
+    /// How long a lock lasts unless an administrator lifts it.
+    pub lockout_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            session_idle_secs: 30 * 60,
+            session_absolute_secs: 12 * 3600,
+            mfa_required_roles: vec!["admin".into(), "security-analyst".into()],
+            throttle_base_delay_ms: 250,
+            lockout_after: 10,
+            lockout_secs: 15 * 60,
+        }
+    }
+}
+
 /// Everything `palisade serve` can be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -119,6 +149,7 @@ pub struct Config {
     pub log: LogConfig,
     pub metrics: MetricsConfig,
     pub audit: AuditConfig,
+    pub auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -132,6 +163,7 @@ impl Default for Config {
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
             audit: AuditConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -147,6 +179,8 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("PALISADE_LOG_LEVEL", "log.level"),
     ("PALISADE_METRICS_PUBLIC", "metrics.public"),
     ("PALISADE_AUDIT_CHECKPOINT_INTERVAL_SECS", "audit.checkpoint_interval_secs"),
+    ("PALISADE_AUTH_SESSION_IDLE_SECS", "auth.session_idle_secs"),
+    ("PALISADE_AUTH_THROTTLE_BASE_DELAY_MS", "auth.throttle_base_delay_ms"),
 ];
 
 impl Config {
@@ -204,6 +238,12 @@ impl Config {
         }
         if let Some(v) = get("PALISADE_AUDIT_CHECKPOINT_INTERVAL_SECS") {
             self.audit.checkpoint_interval_secs = parse("PALISADE_AUDIT_CHECKPOINT_INTERVAL_SECS", &v)?;
+        }
+        if let Some(v) = get("PALISADE_AUTH_SESSION_IDLE_SECS") {
+            self.auth.session_idle_secs = parse("PALISADE_AUTH_SESSION_IDLE_SECS", &v)?;
+        }
+        if let Some(v) = get("PALISADE_AUTH_THROTTLE_BASE_DELAY_MS") {
+            self.auth.throttle_base_delay_ms = parse("PALISADE_AUTH_THROTTLE_BASE_DELAY_MS", &v)?;
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! and the background workers as they arrive. The only crate that knows HTTP.
 
 pub mod api;
+pub mod auth;
 pub mod bootstrap;
 pub mod config;
 mod http;
@@ -25,6 +26,7 @@ pub struct App {
     pub store: Store,
     pub metrics: Arc<metrics::Metrics>,
     pub config: Arc<Config>,
+    pub auth: auth::Auth,
     /// The OpenAPI document, rendered once.
     pub openapi: String,
 }
@@ -101,7 +103,10 @@ pub async fn start(config: Config) -> Result<Running, BootstrapError> {
     }
 
     let checkpoint_every = Duration::from_secs(config.audit.checkpoint_interval_secs);
-    let state = Arc::new(App { store: store.clone(), metrics, config: Arc::new(config), openapi: api::openapi_json() });
+    bootstrap::initial_admin(&store, &data_dir).await?;
+    let auth = auth::Auth::new(config.auth.clone()).map_err(|e| BootstrapError::Refused(e.to_string()))?;
+    let state =
+        Arc::new(App { store: store.clone(), metrics, config: Arc::new(config), auth, openapi: api::openapi_json() });
     let (shutdown, rx) = watch::channel(false);
     let app = api::router(state);
     let mut tasks = vec![tokio::spawn(http::serve(listener, tls, app, rx.clone()))];

@@ -23,6 +23,12 @@ pub struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DenialLabels {
+    /// The permission lacking, `unauthenticated`, `csrf`, or a restriction.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StoreLabels {
     pub op: &'static str,
     pub outcome: &'static str,
@@ -39,6 +45,13 @@ pub struct Metrics {
     pub request_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub store_seconds: Family<StoreLabels, Histogram, fn() -> Histogram>,
     pub auth_failures: Counter,
+    pub denials: Family<DenialLabels, Counter>,
+    pub logins: Family<LoginLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LoginLabels {
+    pub outcome: &'static str,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -64,7 +77,11 @@ impl Default for Metrics {
             "Requests refused for a missing or invalid API key",
             auth_failures.clone(),
         );
-        Self { registry, requests, request_seconds, store_seconds, auth_failures }
+        let denials = Family::<DenialLabels, Counter>::default();
+        registry.register("access_denials", "Requests refused by access policy", denials.clone());
+        let logins = Family::<LoginLabels, Counter>::default();
+        registry.register("logins", "Sign-in attempts by outcome", logins.clone());
+        Self { registry, requests, request_seconds, store_seconds, auth_failures, denials, logins }
     }
 }
 

@@ -24,6 +24,8 @@ pub struct DeviceFilter {
     pub firmware_version: Option<String>,
     /// Free text, matched case-insensitively against id, serial, model, vendor, owner, purpose.
     pub q: Option<String>,
+    /// Only devices inside one of these scopes (`None`: everywhere).
+    pub scopes: Option<Vec<palisade_core::Scope>>,
 }
 
 /// One page of a listing; `next` is the cursor of the following page.
@@ -370,6 +372,25 @@ pub async fn list<D: Db>(
         let cols = ["id", "serial", "model", "vendor", "owner", "purpose"];
         let ors: Vec<String> = cols.iter().map(|c| format!("lower(coalesce({c}, '')) LIKE ${n} ESCAPE '\\'")).collect();
         clauses.push(format!("({})", ors.join(" OR ")));
+    }
+    if let Some(scopes) = &filter.scopes {
+        let mut ors = Vec::new();
+        for scope in scopes {
+            let mut ands = Vec::new();
+            for (col, values) in [("device_group", &scope.groups), ("region", &scope.regions)] {
+                if values.is_empty() {
+                    continue;
+                }
+                let mut marks = Vec::new();
+                for v in values {
+                    params.push(v.into());
+                    marks.push(format!("${}", params.len()));
+                }
+                ands.push(format!("{col} IN ({})", marks.join(", ")));
+            }
+            ors.push(if ands.is_empty() { "1 = 1".to_owned() } else { format!("({})", ands.join(" AND ")) });
+        }
+        clauses.push(if ors.is_empty() { "1 = 0".to_owned() } else { format!("({})", ors.join(" OR ")) });
     }
     if let Some(c) = cursor {
         params.push(c.as_str().into());

@@ -13,6 +13,7 @@ pub mod sealed;
 pub mod secrets;
 pub mod sql;
 mod sqlite;
+pub mod users;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -22,14 +23,15 @@ use std::time::{Duration, Instant};
 use aws_lc_rs::signature::Ed25519KeyPair;
 use palisade_core::audit::ChainBreak;
 use palisade_core::device::{Device, DevicePatch};
-use palisade_core::{DeviceId, IllegalTransition, InvalidField, Role};
+use palisade_core::{DeviceId, IllegalTransition, InvalidField};
 use zeroize::Zeroizing;
 
-use crate::apikeys::{ApiKeyInfo, NewApiKey, PresentedKey};
+use crate::apikeys::{ApiKeyInfo, KeyAuthority, NewApiKey, PresentedKey};
 use crate::audit::{AuditContext, AuditFilter, StoredEntry, Verified};
 use crate::devices::{DeviceFilter, NewDevice, Page, RowError, Transition};
 use crate::sealed::{Keyring, MasterKey, WrappedDataKey};
 use crate::sql::{BoxFuture, Db, Dialect};
+use crate::users::{CustomRole, NewUser, Session, User, UserPatch};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -332,11 +334,162 @@ impl Store {
     pub async fn create_api_key(
         &self,
         name: String,
-        role: Role,
+        authority: KeyAuthority,
         expires_ms: Option<i64>,
         ctx: AuditContext,
     ) -> Result<NewApiKey, StoreError> {
-        write_op!(self, "apikey.create", |c| apikeys::create(c, &name, role, expires_ms, &ctx).await)
+        write_op!(self, "apikey.create", |c| apikeys::create(c, &name, &authority, expires_ms, &ctx).await)
+    }
+
+    pub async fn api_keys(&self, owner: Option<&str>) -> Result<Vec<ApiKeyInfo>, StoreError> {
+        read_op!(self, "apikey.list", |c| apikeys::list(c, owner).await)
+    }
+
+    pub async fn api_key(&self, id: &str) -> Result<Option<ApiKeyInfo>, StoreError> {
+        read_op!(self, "apikey.get", |c| apikeys::get(c, id).await)
+    }
+
+    pub async fn revoke_api_key(&self, id: String, ctx: AuditContext) -> Result<(), StoreError> {
+        write_op!(self, "apikey.revoke", |c| apikeys::revoke(c, &id, &ctx).await)
+    }
+
+    /// Notes a key's use (rate-limited per key inside).
+    pub async fn touch_api_key(&self, info: &ApiKeyInfo, now_ms: i64, ip: Option<String>) -> Result<(), StoreError> {
+        if info.last_used_ms.is_some_and(|t| now_ms - t < 60_000) {
+            return Ok(());
+        }
+        let id = info.id.clone();
+        write_op!(self, "apikey.touch", |c| apikeys::touch(c, &id, now_ms, ip.as_deref()).await)
+    }
+
+    // --- users ------------------------------------------------------------------------------
+
+    pub async fn create_user(&self, new: NewUser, ctx: AuditContext) -> Result<(), StoreError> {
+        let keys = self.keys.clone();
+        write_op!(self, "user.create", |c| users::create(c, &keys, &new, &ctx).await)
+    }
+
+    pub async fn user(&self, id: &str) -> Result<User, StoreError> {
+        read_op!(self, "user.get", |c| users::get(c, &self.keys, id).await)
+    }
+
+    pub async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
+        read_op!(self, "user.by_name", |c| users::by_username(c, &self.keys, username).await)
+    }
+
+    pub async fn users(&self) -> Result<Vec<User>, StoreError> {
+        read_op!(self, "user.list", |c| users::list(c, &self.keys).await)
+    }
+
+    pub async fn count_users(&self) -> Result<i64, StoreError> {
+        read_op!(self, "user.count", |c| users::count(c).await)
+    }
+
+    pub async fn update_user(&self, id: String, patch: UserPatch, ctx: AuditContext) -> Result<User, StoreError> {
+        let keys = self.keys.clone();
+        write_op!(self, "user.update", |c| users::update(c, &keys, &id, patch, &ctx).await)
+    }
+
+    /// Sets a password hash and ends the user's other sessions.
+    pub async fn set_password(
+        &self,
+        id: String,
+        hash: Zeroizing<String>,
+        must_change: bool,
+        keep_session: Option<Vec<u8>>,
+        ctx: AuditContext,
+    ) -> Result<(), StoreError> {
+        write_op!(self, "user.password", |c| users::set_password(
+            c,
+            &id,
+            &hash,
+            must_change,
+            keep_session.as_deref(),
+            &ctx
+        )
+        .await)
+    }
+
+    pub async fn set_totp_pending(
+        &self,
+        id: String,
+        secret: Zeroizing<Vec<u8>>,
+        ctx: AuditContext,
+    ) -> Result<(), StoreError> {
+        let keys = self.keys.clone();
+        write_op!(self, "user.totp_pending", |c| users::set_totp_pending(c, &keys, &id, &secret, &ctx).await)
+    }
+
+    pub async fn confirm_totp(
+        &self,
+        id: String,
+        secret: Zeroizing<Vec<u8>>,
+        step: u64,
+        recovery_hashes: Vec<Vec<u8>>,
+        ctx: AuditContext,
+    ) -> Result<(), StoreError> {
+        let keys = self.keys.clone();
+        write_op!(self, "user.totp_confirm", |c| users::confirm_totp(
+            c,
+            &keys,
+            &id,
+            &secret,
+            step,
+            &recovery_hashes,
+            &ctx
+        )
+        .await)
+    }
+
+    pub async fn disable_totp(&self, id: String, ctx: AuditContext) -> Result<(), StoreError> {
+        write_op!(self, "user.totp_disable", |c| users::disable_totp(c, &id, &ctx).await)
+    }
+
+    pub async fn use_totp_step(&self, id: String, step: u64) -> Result<bool, StoreError> {
+        write_op!(self, "user.totp_step", |c| users::use_totp_step(c, &id, step).await)
+    }
+
+    pub async fn use_recovery_code(&self, id: String, hash: Vec<u8>, now_ms: i64) -> Result<bool, StoreError> {
+        write_op!(self, "user.recovery_code", |c| users::use_recovery_code(c, &id, &hash, now_ms).await)
+    }
+
+    pub async fn set_user_locked(
+        &self,
+        id: String,
+        until_ms: Option<i64>,
+        ctx: AuditContext,
+    ) -> Result<(), StoreError> {
+        write_op!(self, "user.lock", |c| users::set_locked(c, &id, until_ms, &ctx).await)
+    }
+
+    pub async fn create_session(
+        &self,
+        id_hash: Vec<u8>,
+        user_id: String,
+        now_ms: i64,
+        ip: Option<String>,
+    ) -> Result<(), StoreError> {
+        write_op!(self, "session.create", |c| users::create_session(c, &id_hash, &user_id, now_ms, ip.as_deref()).await)
+    }
+
+    pub async fn session(&self, id_hash: &[u8]) -> Result<Option<Session>, StoreError> {
+        read_op!(self, "session.get", |c| users::get_session(c, id_hash).await)
+    }
+
+    pub async fn touch_session(&self, id_hash: Vec<u8>, now_ms: i64) -> Result<(), StoreError> {
+        write_op!(self, "session.touch", |c| users::touch_session(c, &id_hash, now_ms).await)
+    }
+
+    pub async fn delete_session(&self, id_hash: Vec<u8>) -> Result<(), StoreError> {
+        write_op!(self, "session.delete", |c| users::delete_session(c, &id_hash).await)
+    }
+
+    pub async fn create_role(&self, role: CustomRole, ctx: AuditContext) -> Result<(), StoreError> {
+        write_op!(self, "role.create", |c| users::create_role(c, &role, &ctx).await)
+    }
+
+    pub async fn custom_roles(&self) -> Result<Vec<CustomRole>, StoreError> {
+        read_op!(self, "role.list", |c| users::roles(c).await)
     }
 
     pub async fn authenticate_api_key(

@@ -3,8 +3,14 @@
 use crate::sql::{Db, Dialect};
 use crate::{StoreError, args};
 
-const SQLITE: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_foundation.sql"))];
-const POSTGRES: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_foundation.sql"))];
+const SQLITE: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_foundation.sql")),
+    (2, include_str!("../migrations/sqlite/0002_access.sql")),
+];
+const POSTGRES: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_foundation.sql")),
+    (2, include_str!("../migrations/postgres/0002_access.sql")),
+];
 
 /// Applies every migration not yet applied. Runs inside the caller's transaction (DDL is
 /// transactional on both backends), which on PostgreSQL also holds a lock against other nodes.

@@ -8,6 +8,7 @@ use palisade_core::device::DeviceAttributes;
 use palisade_core::{Criticality, LifecycleState, Location, Role};
 use palisade_server::config::Config;
 use palisade_server::{bootstrap, new_device_id, now_ms};
+use palisade_store::apikeys::KeyAuthority;
 use palisade_store::audit::AuditContext;
 use palisade_store::devices::{NewDevice, Transition};
 
@@ -63,7 +64,9 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let key = store.create_api_key("demo".into(), Role::Admin, Some(now_ms() + 86_400_000), ctx()).await?;
+    let key = store
+        .create_api_key("demo".into(), KeyAuthority::Role(Role::Admin), Some(now_ms() + 86_400_000), ctx())
+        .await?;
     let url = format!("https://localhost:{}", running.console_addr.port());
     let ca = bootstrap::root_ca_path(&data_dir);
     println!(

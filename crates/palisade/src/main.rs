@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use palisade_core::Role;
 use palisade_server::config::{Config, LogFormat, Secret};
 use palisade_server::{bootstrap, now_ms};
+use palisade_store::apikeys::KeyAuthority;
 use palisade_store::audit::AuditContext;
 
 mod demo;
@@ -200,7 +201,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = bootstrap::open_store(&config, false, None).await?;
             let expires_ms = expires.map(|d| now_ms().saturating_add(i64::from(d) * 86_400_000));
             let ctx = AuditContext { actor: bootstrap::local_actor("apikey create"), source_ip: None, at_ms: now_ms() };
-            let key = store.create_api_key(name, role, expires_ms, ctx).await?;
+            let key = store.create_api_key(name, KeyAuthority::Role(role), expires_ms, ctx).await?;
             store.close().await;
             println!("{}", key.key.as_str());
             Ok(ExitCode::SUCCESS)

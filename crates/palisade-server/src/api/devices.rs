@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use palisade_core::device::Device;
 use palisade_core::{DeviceId, LifecycleState, Permission};
 use palisade_proto::{
     ActionRequest, Criticality, DeviceCreate, DevicePage, DevicePatch, DeviceView, ErrorBody, ImportResult,
@@ -17,6 +18,21 @@ use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, Caller, MAX_IMPORT_BYTES, MAX_LIMIT, OptionalJson, body_bytes, page_limit};
 use super::{convert, csvio, stream};
 use crate::{AppState, new_device_id};
+
+fn outside_scope() -> ApiError {
+    ApiError::forbidden("the device's group or region is outside this caller's scope")
+}
+
+/// Loads a device the caller may act on with `p`; others look absent (404), so a scoped caller
+/// cannot learn which ids exist elsewhere.
+async fn scoped_device(state: &AppState, caller: &Caller, id: &DeviceId, p: Permission) -> Result<Device, ApiError> {
+    let device = state.store.get_device(id).await?;
+    if caller.can_on(p, device.attrs.group.as_deref(), device.attrs.region.as_deref()) {
+        Ok(device)
+    } else {
+        Err(ApiError::not_found(format!("device {id} not found")))
+    }
+}
 
 fn parse_id(id: &str) -> Result<DeviceId, ApiError> {
     id.parse::<DeviceId>().map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))
@@ -33,6 +49,9 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<DeviceView>), ApiError> {
     caller.require(Permission::DevicesWrite)?;
     let attrs = convert::attributes(body)?;
+    if !caller.can_on(Permission::DevicesWrite, attrs.group.as_deref(), attrs.region.as_deref()) {
+        return Err(outside_scope());
+    }
     let device = state.store.create_device(NewDevice { id: new_device_id()?, attrs }, caller.audit()).await?;
     Ok((StatusCode::CREATED, Json(convert::view(&device, true))))
 }
@@ -57,8 +76,9 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
-    fn filter(&self) -> DeviceFilter {
+    fn filter(&self, caller: &Caller) -> DeviceFilter {
         DeviceFilter {
+            scopes: caller.authority.scopes_for(Permission::DevicesRead),
             state: self.state.map(Into::into),
             group: self.group.clone(),
             region: self.region.clone(),
@@ -81,7 +101,7 @@ pub async fn list(
 ) -> Result<Json<DevicePage>, ApiError> {
     caller.require(Permission::DevicesRead)?;
     let cursor = q.cursor.as_deref().map(parse_id).transpose()?;
-    let page = state.store.list_devices(&q.filter(), cursor.as_ref(), page_limit(q.limit)?).await?;
+    let page = state.store.list_devices(&q.filter(&caller), cursor.as_ref(), page_limit(q.limit)?).await?;
     let personal = caller.can(Permission::DevicesWrite);
     Ok(Json(DevicePage {
         items: page.items.iter().map(|d| convert::view(d, personal)).collect(),
@@ -98,7 +118,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<DeviceView>, ApiError> {
     caller.require(Permission::DevicesRead)?;
-    let device = state.store.get_device(&parse_id(&id)?).await?;
+    let device = scoped_device(&state, &caller, &parse_id(&id)?, Permission::DevicesRead).await?;
     Ok(Json(convert::view(&device, caller.can(Permission::DevicesWrite))))
 }
 
@@ -115,6 +135,12 @@ pub async fn patch(
     caller.require(Permission::DevicesWrite)?;
     let id = parse_id(&id)?;
     let patch = convert::patch(body)?;
+    let current = scoped_device(&state, &caller, &id, Permission::DevicesWrite).await?;
+    let group = patch.group.clone().unwrap_or(current.attrs.group);
+    let region = patch.region.clone().unwrap_or(current.attrs.region);
+    if !caller.can_on(Permission::DevicesWrite, group.as_deref(), region.as_deref()) {
+        return Err(outside_scope());
+    }
     let device = state.store.update_device(id, patch, caller.audit()).await?;
     Ok(Json(convert::view(&device, true)))
 }
@@ -128,6 +154,7 @@ async fn transition(
 ) -> Result<Json<DeviceView>, ApiError> {
     caller.require(Permission::DevicesLifecycle)?;
     let id = parse_id(id)?;
+    scoped_device(state, caller, &id, Permission::DevicesLifecycle).await?;
     let reason = reason.map(|r| palisade_core::validate::optional_text("reason", &r, 1024)).transpose()?;
     let device = state.store.transition_device(id, t, reason, caller.audit()).await?;
     Ok(Json(convert::view(&device, caller.can(Permission::DevicesWrite))))
@@ -218,6 +245,21 @@ pub async fn import(
         ),
         ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "import_rejected", "import refused; nothing was imported")
     })?;
+    let outside: Vec<palisade_proto::RowErrorView> = rows
+        .iter()
+        .filter(|(_, a)| !caller.can_on(Permission::DevicesWrite, a.group.as_deref(), a.region.as_deref()))
+        .map(|(row, _)| palisade_proto::RowErrorView {
+            row: *row,
+            field: "group".into(),
+            message: "group or region outside this caller's scope".into(),
+        })
+        .collect();
+    if !outside.is_empty() {
+        return Err(ApiError {
+            rows: Some(outside),
+            ..ApiError::new(StatusCode::FORBIDDEN, "import_rejected", "import refused; nothing was imported")
+        });
+    }
     let mut new = Vec::with_capacity(rows.len());
     for (row, attrs) in rows {
         new.push((row, NewDevice { id: new_device_id()?, attrs }));
@@ -263,7 +305,7 @@ pub async fn export(
         tag: q.tag,
         ..ListQuery::default()
     }
-    .filter();
+    .filter(&caller);
     let personal = caller.can(Permission::DevicesWrite);
     let store = state.store.clone();
     let body = stream::produce(move |tx| async move {

@@ -5,16 +5,18 @@ use std::net::SocketAddr;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
-use palisade_core::Permission;
 use palisade_core::audit::Actor;
-use palisade_store::apikeys::{ApiKeyInfo, PresentedKey};
+use palisade_core::{Authority, Permission};
+use palisade_store::apikeys::ApiKeyInfo;
 use palisade_store::audit::AuditContext;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use crate::{AppState, now_ms};
+use zeroize::Zeroizing;
+
+use crate::now_ms;
 
 /// Largest JSON body accepted.
 pub const MAX_JSON_BYTES: usize = 1 << 20;
@@ -25,21 +27,35 @@ pub const MAX_IMPORT_BYTES: usize = 32 << 20;
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
-/// Reads a whole body up to `limit` bytes.
+/// Reads a whole body up to `limit` bytes. A larger body is refused with 413; what follows is
+/// read and dropped for a short while (bounded), so that the client sees the answer instead of
+/// a reset connection.
 pub async fn body_bytes(req: Request, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(req.into_body(), limit).await.map_err(|e| {
-        let too_large = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
-            .any(|e| e.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            ApiError::new(
+    use http_body_util::BodyExt as _;
+    let mut body = req.into_body();
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::bad_request("bad_body", format!("cannot read the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        if buf.len() + data.len() > limit {
+            let mut drained = buf.len() + data.len();
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+            while drained < limit.saturating_mul(4) {
+                match tokio::time::timeout_at(deadline, body.frame()).await {
+                    Ok(Some(Ok(f))) => drained += f.data_ref().map_or(0, |d| d.len()),
+                    _ => break,
+                }
+            }
+            return Err(ApiError::new(
                 axum::http::StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
                 format!("the request body exceeds {limit} bytes"),
-            )
-        } else {
-            ApiError::bad_request("bad_body", format!("cannot read the request body: {e}"))
+            ));
         }
-    })
+        buf.extend_from_slice(&data);
+    }
+    Ok(buf.freeze())
 }
 
 /// A JSON body of at most 1 MiB; unknown fields, bad values and malformed JSON are 400s that
@@ -112,67 +128,72 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// An authenticated API caller.
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    ApiKey(ApiKeyInfo),
+    User {
+        id: String,
+        username: String,
+        /// The session cookie's value (needed for CSRF checks and logout); never logged.
+        session_id: Zeroizing<String>,
+        /// Set while the user must change the initial password or enrol MFA first.
+        restricted: Option<&'static str>,
+    },
+}
+
+/// An authenticated caller, placed in the request by [`super::guard`].
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub key: ApiKeyInfo,
+    pub principal: Principal,
+    pub authority: Authority,
     pub source_ip: Option<String>,
 }
 
 impl Caller {
     pub fn can(&self, p: Permission) -> bool {
-        self.key.role.allows(p)
+        self.authority.allows(p)
     }
 
-    /// Refuses (403) unless the caller's role holds `p`.
+    /// Whether `p` is granted for a device in `group`/`region`.
+    pub fn can_on(&self, p: Permission, group: Option<&str>, region: Option<&str>) -> bool {
+        self.authority.allows_on(p, group, region)
+    }
+
+    /// Refuses (403) unless the caller holds `p` somewhere.
     pub fn require(&self, p: Permission) -> Result<(), ApiError> {
         if self.can(p) {
             Ok(())
         } else {
-            Err(ApiError::new(
-                axum::http::StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("role {} does not have the permission {p}", self.key.role),
-            ))
+            Err(ApiError::forbidden(format!("this caller does not have the permission {p}")))
+        }
+    }
+
+    pub fn restricted(&self) -> Option<&'static str> {
+        match &self.principal {
+            Principal::User { restricted, .. } => *restricted,
+            Principal::ApiKey(_) => None,
+        }
+    }
+
+    pub fn actor(&self) -> Actor {
+        match &self.principal {
+            Principal::ApiKey(k) => Actor::ApiKey { id: k.id.clone(), name: k.name.clone() },
+            Principal::User { id, username, .. } => Actor::User { id: id.clone(), username: username.clone() },
         }
     }
 
     /// The audit context of a change made by this caller, now.
     pub fn audit(&self) -> AuditContext {
-        AuditContext {
-            actor: Actor::ApiKey { id: self.key.id.clone(), name: self.key.name.clone() },
-            source_ip: self.source_ip.clone(),
-            at_ms: now_ms(),
-        }
+        AuditContext { actor: self.actor(), source_ip: self.source_ip.clone(), at_ms: now_ms() }
     }
 }
 
-impl FromRequestParts<AppState> for Caller {
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let source_ip = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip().to_string());
-        let Some(header) = parts.headers.get(AUTHORIZATION) else {
-            state.metrics.auth_failures.inc();
-            return Err(ApiError::unauthorized("authentication required: send Authorization: Bearer <api key>"));
-        };
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-            .map(str::trim);
-        let Some(token) = token else {
-            state.metrics.auth_failures.inc();
-            return Err(ApiError::unauthorized("the Authorization header must be: Bearer <api key>"));
-        };
-        match state.store.authenticate_api_key(&PresentedKey::new(token), now_ms()).await? {
-            Some(key) => Ok(Caller { key, source_ip }),
-            None => {
-                state.metrics.auth_failures.inc();
-                tracing::info!(source_ip = source_ip.as_deref().unwrap_or("-"), "refused an invalid API key");
-                Err(ApiError::unauthorized("invalid, expired or revoked API key"))
-            }
-        }
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| ApiError::unauthorized("authentication required"))
     }
 }
 

@@ -65,16 +65,26 @@ impl Server {
     }
 
     pub async fn start_on(backend: Backend) -> Self {
+        Self::start_with(backend, &[]).await
+    }
+
+    /// A fresh server with extra environment variables (`PALISADE_…` settings).
+    pub async fn start_with(backend: Backend, env: &[(&str, &str)]) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("data");
-        let mut s = Self::start_in(&dir, backend).await;
+        let mut s = Self::launch(&dir, backend, env).await;
         s._tmp = Some(tmp);
         s
     }
 
     /// Starts on an existing (or new) data directory.
     pub async fn start_in(dir: &Path, backend: Backend) -> Self {
+        Self::launch(dir, backend, &[]).await
+    }
+
+    async fn launch(dir: &Path, backend: Backend, env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(BIN);
+        cmd.envs(env.iter().copied());
         cmd.arg("serve").arg("--data-dir").arg(dir).arg("--console-addr").arg("127.0.0.1:0");
         if let Backend::Postgres(url) = &backend {
             cmd.arg("--database-url").arg(url);
@@ -187,14 +197,26 @@ impl Client {
     }
 
     pub async fn send(&self, method: Method, path: &str, key: Option<&str>, body: Option<(&str, Vec<u8>)>) -> Resp {
+        let headers: Vec<(&str, String)> = key.map(|k| vec![("authorization", format!("Bearer {k}"))]).unwrap_or_default();
+        self.send_with(method, path, &headers, body).await
+    }
+
+    /// A request with arbitrary headers (cookies, CSRF tokens).
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Resp {
         let tcp = tokio::net::TcpStream::connect(self.addr).await.unwrap();
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
         let tls = self.tls.connect(name, tcp).await.unwrap();
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
         tokio::spawn(conn);
         let mut req = Request::builder().method(method).uri(path).header("host", "localhost");
-        if let Some(k) = key {
-            req = req.header("authorization", format!("Bearer {k}"));
+        for (k, v) in headers {
+            req = req.header(*k, v);
         }
         let req = match body {
             Some((ct, bytes)) => req.header("content-type", ct).body(Full::new(Bytes::from(bytes))).unwrap(),

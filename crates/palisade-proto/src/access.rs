@@ -1,0 +1,178 @@
+//! People and API access on the wire.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `POST /api/v1/auth/login`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+    /// The current TOTP code, for accounts with MFA.
+    pub totp_code: Option<String>,
+    /// A one-time recovery code, instead of a TOTP code.
+    pub recovery_code: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LoginResponse {
+    pub user: UserView,
+    /// Send as `X-CSRF-Token` with every state-changing request of this session.
+    pub csrf_token: String,
+    /// The session may only change the password until this is done.
+    pub must_change_password: bool,
+    /// The session may only enrol MFA until this is done.
+    pub mfa_enrollment_required: bool,
+}
+
+/// A role given to a user, optionally limited to device groups and/or regions.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RoleBindingView {
+    pub role: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub regions: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UserView {
+    pub id: String,
+    pub username: String,
+    pub display_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// `active` or `disabled`.
+    pub status: String,
+    pub roles: Vec<RoleBindingView>,
+    pub mfa_enabled: bool,
+    pub must_change_password: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<String>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserCreate {
+    pub username: String,
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    pub roles: Vec<RoleBindingView>,
+}
+
+/// A new user, with the one-time initial password (to be changed at first sign-in).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UserCreated {
+    pub user: UserView,
+    pub initial_password: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub display_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub email: Option<Option<String>>,
+    /// `active` or `disabled`.
+    pub status: Option<String>,
+    pub roles: Option<Vec<RoleBindingView>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PasswordReset {
+    pub initial_password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MfaEnrollment {
+    /// For authenticator apps.
+    pub otpauth_uri: String,
+    /// The same secret, base32, to type in by hand.
+    pub secret: String,
+    /// The URI as a QR code (SVG), rendered by the server.
+    pub qr_svg: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaConfirm {
+    pub code: String,
+}
+
+/// Shown once: keep them somewhere safe. Each works once.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RecoveryCodes {
+    pub recovery_codes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleView {
+    pub name: String,
+    pub permissions: Vec<String>,
+    #[serde(default)]
+    pub mfa_required: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MfaCoverage {
+    pub users: usize,
+    pub mfa_enabled: usize,
+    /// Users whose roles require MFA.
+    pub mfa_required: usize,
+    /// Usernames that must use MFA and have not enrolled.
+    pub required_without_mfa: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyCreate {
+    pub name: String,
+    /// Permissions, a subset of the creator's.
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub regions: Vec<String>,
+    pub expires_in_days: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ApiKeyView {
+    pub id: String,
+    pub name: String,
+    pub owner: Option<String>,
+    pub role: Option<String>,
+    pub scopes: Vec<String>,
+    pub groups: Vec<String>,
+    pub regions: Vec<String>,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+    pub last_used_at: Option<String>,
+    pub last_used_ip: Option<String>,
+}
+
+/// The key itself appears here only, once.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ApiKeyCreated {
+    pub key: String,
+    pub info: ApiKeyView,
+}

@@ -1,0 +1,79 @@
+//! Who may call what: one table, enforced for every API route before its handler runs.
+//!
+//! A route missing from the table is refused (and the authorization matrix test fails), so a
+//! new route cannot ship without a decision. The table is also published in the OpenAPI
+//! document as `x-palisade-policy` on every operation.
+
+use palisade_core::Permission;
+use palisade_core::Permission::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// No credentials needed (signing in).
+    Public,
+    /// Any authenticated caller, even one whose session is restricted to finishing sign-up
+    /// (changing the initial password, enrolling MFA).
+    Session,
+    /// Any authenticated caller with an unrestricted session or a key.
+    Authenticated,
+    /// Callers holding the permission (in some scope; handlers check the device's scope).
+    Permission(Permission),
+}
+
+impl Policy {
+    /// The form published in the OpenAPI document.
+    pub fn describe(self) -> String {
+        match self {
+            Self::Public => "public".into(),
+            Self::Session => "session".into(),
+            Self::Authenticated => "authenticated".into(),
+            Self::Permission(p) => format!("permission:{p}"),
+        }
+    }
+}
+
+use Policy::{Authenticated, Public, Session};
+const fn perm(p: Permission) -> Policy {
+    Policy::Permission(p)
+}
+
+pub const POLICIES: &[(&str, &str, Policy)] = &[
+    ("GET", "/api/v1/openapi.json", Authenticated),
+    ("POST", "/api/v1/devices", perm(DevicesWrite)),
+    ("GET", "/api/v1/devices", perm(DevicesRead)),
+    ("GET", "/api/v1/devices/{id}", perm(DevicesRead)),
+    ("PATCH", "/api/v1/devices/{id}", perm(DevicesWrite)),
+    ("POST", "/api/v1/devices/{id}/lifecycle", perm(DevicesLifecycle)),
+    ("POST", "/api/v1/devices/{id}/quarantine", perm(DevicesLifecycle)),
+    ("POST", "/api/v1/devices/{id}/pause", perm(DevicesLifecycle)),
+    ("POST", "/api/v1/devices/{id}/release", perm(DevicesLifecycle)),
+    ("POST", "/api/v1/devices/{id}/decommission", perm(DevicesLifecycle)),
+    ("POST", "/api/v1/devices/import", perm(DevicesWrite)),
+    ("GET", "/api/v1/devices/export", perm(DevicesRead)),
+    ("GET", "/api/v1/audit", perm(AuditRead)),
+    ("GET", "/api/v1/audit/export", perm(AuditRead)),
+    ("GET", "/api/v1/audit/verify", perm(AuditRead)),
+    ("POST", "/api/v1/auth/login", Public),
+    ("POST", "/api/v1/auth/logout", Session),
+    ("GET", "/api/v1/auth/me", Session),
+    ("POST", "/api/v1/auth/password", Session),
+    ("POST", "/api/v1/auth/mfa/enroll", Session),
+    ("POST", "/api/v1/auth/mfa/confirm", Session),
+    ("GET", "/api/v1/users", perm(UsersManage)),
+    ("POST", "/api/v1/users", perm(UsersManage)),
+    ("GET", "/api/v1/users/{id}", perm(UsersManage)),
+    ("PATCH", "/api/v1/users/{id}", perm(UsersManage)),
+    ("POST", "/api/v1/users/{id}/unlock", perm(UsersManage)),
+    ("POST", "/api/v1/users/{id}/mfa/reset", perm(UsersManage)),
+    ("POST", "/api/v1/users/{id}/password-reset", perm(UsersManage)),
+    ("GET", "/api/v1/roles", perm(UsersManage)),
+    ("POST", "/api/v1/roles", perm(UsersManage)),
+    ("GET", "/api/v1/reports/mfa-coverage", perm(ReportsRead)),
+    ("GET", "/api/v1/apikeys", Authenticated),
+    ("POST", "/api/v1/apikeys", Authenticated),
+    ("POST", "/api/v1/apikeys/{id}/revoke", Authenticated),
+];
+
+pub fn lookup(method: &str, path: &str) -> Option<Policy> {
+    POLICIES.iter().find(|(m, p, _)| *m == method && *p == path).map(|(_, _, policy)| *policy)
+}
