@@ -98,6 +98,7 @@ pub async fn login(
     let password_ok = state.auth.verify_password(password, user.as_ref().map(|u| u.password_hash.clone())).await;
     let db_locked = user.as_ref().is_some_and(|u| u.locked_until_ms.is_some_and(|t| t > now));
     if db_locked || state.auth.is_locked(&account_key, &source_key, now) {
+        state.auth.record_source_failure(&source_key, now);
         audit("locked", anonymous).await;
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,

@@ -157,6 +157,13 @@ impl Auth {
         (self.account_policy.delay_ms(&a).max(self.source_policy.delay_ms(&s)), a.locked_until_ms)
     }
 
+    /// Records a refused attempt against a locked account: it still counts against the source.
+    pub fn record_source_failure(&self, source: &str, now_ms: i64) {
+        let mut sources = self.lock(&self.sources);
+        let s = self.source_policy.after_failure(&sources.get(source), now_ms);
+        sources.set(source.to_owned(), s, &self.source_policy, now_ms);
+    }
+
     pub fn record_success(&self, account: &str) {
         self.lock(&self.accounts).clear(account);
     }

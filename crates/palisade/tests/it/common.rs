@@ -197,7 +197,8 @@ impl Client {
     }
 
     pub async fn send(&self, method: Method, path: &str, key: Option<&str>, body: Option<(&str, Vec<u8>)>) -> Resp {
-        let headers: Vec<(&str, String)> = key.map(|k| vec![("authorization", format!("Bearer {k}"))]).unwrap_or_default();
+        let headers: Vec<(&str, String)> =
+            key.map(|k| vec![("authorization", format!("Bearer {k}"))]).unwrap_or_default();
         self.send_with(method, path, &headers, body).await
     }
 
