@@ -133,6 +133,7 @@ conformance!(
     import_is_all_or_nothing,
     api_keys_authenticate_only_when_valid,
     concurrent_writes_all_land_in_one_chain,
+    users_sessions_and_mfa_state,
 );
 
 async fn devices_round_trip_filter_and_paginate(backend: &str) {
@@ -336,5 +337,66 @@ async fn concurrent_writes_all_land_in_one_chain(backend: &str) {
     }
     assert_eq!(s.count_devices().await.unwrap(), 200);
     assert_eq!(s.verify_audit().await.unwrap().unwrap().entries, 200);
+    s.close().await;
+}
+
+async fn users_sessions_and_mfa_state(backend: &str) {
+    use palisade_core::{PermissionSet, Scope};
+    use palisade_store::users::{CustomRole, NewUser, RoleBinding, UserPatch, UserStatus};
+    let Some(f) = Fixture::new(backend).await else { return };
+    let s = open(&f, &MasterKey::generate().unwrap()).await;
+    let north = Scope { groups: vec!["north".into()], regions: vec!["eu".into(), "us".into()] };
+    let new = NewUser {
+        id: "u1".into(),
+        username: "alice".into(),
+        display_name: Some("Alice".into()),
+        email: Some("alice.private@example.org".into()),
+        password_hash: zeroize::Zeroizing::new("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+        must_change_password: true,
+        bindings: vec![RoleBinding { role: "operator".into(), scope: north.clone() }],
+    };
+    s.create_user(new.clone(), ctx()).await.unwrap();
+    assert!(matches!(s.create_user(NewUser { id: "u2".into(), ..new }, ctx()).await, Err(StoreError::Conflict(_))));
+    let u = s.user_by_name("alice").await.unwrap().unwrap();
+    assert_eq!((u.email.as_deref(), u.bindings[0].scope.clone()), (Some("alice.private@example.org"), north));
+    assert!(u.must_change_password && !u.mfa_enabled());
+
+    // MFA: a step is used once, never an older one; recovery codes once.
+    let secret = zeroize::Zeroizing::new(b"12345678901234567890".to_vec());
+    s.set_totp_pending("u1".into(), secret.clone(), ctx()).await.unwrap();
+    assert_eq!(s.user("u1").await.unwrap().totp_pending.as_deref().map(|v| v.to_vec()), Some(secret.to_vec()));
+    s.confirm_totp("u1".into(), secret.clone(), 100, vec![vec![1; 32], vec![2; 32]], ctx()).await.unwrap();
+    let u = s.user("u1").await.unwrap();
+    assert!(u.mfa_enabled() && u.totp_pending.is_none());
+    assert!(!s.use_totp_step("u1".into(), 100).await.unwrap(), "the enrolment step is spent");
+    assert!(s.use_totp_step("u1".into(), 101).await.unwrap());
+    assert!(!s.use_totp_step("u1".into(), 101).await.unwrap());
+    assert!(s.use_recovery_code("u1".into(), vec![1; 32], 5).await.unwrap());
+    assert!(!s.use_recovery_code("u1".into(), vec![1; 32], 6).await.unwrap());
+    s.disable_totp("u1".into(), ctx()).await.unwrap();
+    assert!(!s.user("u1").await.unwrap().mfa_enabled());
+
+    // Sessions: a password change ends the others; disabling the user ends all.
+    for h in [[1u8; 32], [2u8; 32]] {
+        s.create_session(h.to_vec(), "u1".into(), 10, Some("127.0.0.1".into())).await.unwrap();
+    }
+    s.set_password("u1".into(), zeroize::Zeroizing::new("new-hash".into()), false, Some(vec![1; 32]), ctx())
+        .await
+        .unwrap();
+    assert!(s.session(&[1; 32]).await.unwrap().is_some());
+    assert!(s.session(&[2; 32]).await.unwrap().is_none());
+    let patch = UserPatch { status: Some(UserStatus::Disabled), ..Default::default() };
+    s.update_user("u1".into(), patch, ctx()).await.unwrap();
+    assert!(s.session(&[1; 32]).await.unwrap().is_none());
+
+    let role = CustomRole {
+        name: "fw-team".into(),
+        permissions: PermissionSet::parse(&["firmware.publish"]).unwrap(),
+        mfa_required: true,
+    };
+    s.create_role(role.clone(), ctx()).await.unwrap();
+    assert_eq!(s.custom_roles().await.unwrap(), vec![role]);
+    s.set_user_locked("u1".into(), Some(99), ctx()).await.unwrap();
+    assert_eq!(s.user("u1").await.unwrap().locked_until_ms, Some(99));
     s.close().await;
 }
