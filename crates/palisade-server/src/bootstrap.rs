@@ -185,7 +185,10 @@ pub fn local_actor(command: &str) -> Actor {
     Actor::Local { what: format!("{command} ({user})") }
 }
 
-/// Where the first administrator's one-time password is left (mode 0600).
+/// The id of the first administrator.
+pub const INITIAL_ADMIN_ID: &str = "uadmin";
+
+/// Where the first administrator's one-time password is left (mode 0600) until it is changed.
 pub fn initial_admin_path(data_dir: &Path) -> PathBuf {
     data_dir.join("initial-admin-password")
 }
@@ -210,7 +213,7 @@ pub async fn initial_admin(store: &Store, data_dir: &Path) -> Result<(), Bootstr
     std::io::Write::write_all(&mut f, format!("{}\n", password.as_str()).as_bytes())
         .map_err(io("cannot write", &path))?;
     let user = palisade_store::users::NewUser {
-        id: "uadmin".into(),
+        id: INITIAL_ADMIN_ID.into(),
         username: "admin".into(),
         display_name: Some("Initial administrator".into()),
         email: None,

@@ -69,13 +69,16 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         .await?;
     let url = format!("https://localhost:{}", running.console_addr.port());
     let ca = bootstrap::root_ca_path(&data_dir);
+    let admin_password = bootstrap::initial_admin_path(&data_dir);
     println!(
-        "\nPalisade demo is running.\n\n  API:       {url}/api/v1/\n  CA:        {ca}\n  Admin key: {key} (valid 24 h)\n\n\
+        "\nPalisade demo is running.\n\n  API:       {url}/api/v1/\n  CA:        {ca}\n  Admin key: {key} (valid 24 h)\n  Sign in:   user admin, one-time password in {pw} \
+         (the first sign-in changes it and enrols MFA)\n\n\
          Try:\n  curl --cacert {ca} -H 'Authorization: Bearer {key}' '{url}/api/v1/devices?state=quarantined'\n  \
          curl --cacert {ca} -H 'Authorization: Bearer {key}' '{url}/api/v1/audit?limit=5'\n\n\
          The web console and the attacking fleet simulator arrive with their issues. Ctrl-C stops the demo.",
         ca = ca.display(),
         key = key.key.as_str(),
+        pw = admin_password.display(),
     );
     crate::wait_for_signal().await?;
     running.shutdown().await;

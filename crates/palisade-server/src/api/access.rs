@@ -225,7 +225,12 @@ pub async fn change_password(
     }
     let hash = state.auth.hash_password(new).await.map_err(auth_err)?;
     let keep = auth::sha256(session_id.as_bytes());
+    let first_admin = user.id == crate::bootstrap::INITIAL_ADMIN_ID;
     state.store.set_password(user.id, hash, false, Some(keep), caller.audit()).await?;
+    if first_admin && let Ok(dir) = state.config.data_dir() {
+        // The one-time password is spent: do not leave it lying around.
+        let _ = std::fs::remove_file(crate::bootstrap::initial_admin_path(dir));
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -244,6 +244,7 @@ async fn mfa_is_enforced_codes_are_single_use_and_recovery_codes_work_once() {
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "a common password is refused: {}", r.text());
     let r = sess.post(c, "/api/v1/auth/password", json!({"current_password": initial, "new_password": STRONG})).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    assert!(!s.dir.join("initial-admin-password").exists(), "the spent one-time password is removed");
     let r = sess.get(c, "/api/v1/devices").await;
     assert_eq!((r.status, r.error_code().as_str()), (StatusCode::FORBIDDEN, "mfa_enrollment_required"));
     let coverage = s.client.get("/api/v1/reports/mfa-coverage", &s.api_key("auditor")).await.json();
