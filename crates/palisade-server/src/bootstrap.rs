@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use palisade_core::audit::Actor;
-use palisade_pki::RootCa;
+use palisade_pki::Ca;
 use palisade_store::audit::AuditContext;
 use palisade_store::sealed::{MasterKey, pending_path};
 use palisade_store::{Store, StoreError, StoreLocation, StoreObserver};
@@ -120,18 +120,40 @@ pub async fn open_store(
     }
 }
 
-/// Loads the root CA, creating it on first start, and writes `pki/root-ca.pem`.
-pub async fn root_ca(store: &Store, data_dir: &Path) -> Result<RootCa, BootstrapError> {
-    let stored = match store.secret(ROOT_CA_SECRET).await? {
+/// The CA hierarchy: a root, an issuing CA for devices, an issuing CA for listeners.
+#[derive(Debug)]
+pub struct Pki {
+    pub root: Ca,
+    pub device: Ca,
+    pub server: Ca,
+}
+
+const DEVICE_CA_SECRET: &str = "pki/device-ca";
+const SERVER_CA_SECRET: &str = "pki/server-ca";
+
+async fn load_or_create(
+    store: &Store,
+    name: &str,
+    create: impl FnOnce() -> Result<Ca, palisade_pki::PkiError>,
+) -> Result<Ca, BootstrapError> {
+    let stored = match store.secret(name).await? {
         Some(s) => s,
-        None => {
-            let mut id = [0u8; 4];
-            palisade_store::sealed::random(&mut id)?;
-            let fresh = RootCa::generate(&hex(&id), time::OffsetDateTime::now_utc())?;
-            store.secret_or_insert(ROOT_CA_SECRET.into(), fresh.to_stored(), now_ms()).await?
-        }
+        None => store.secret_or_insert(name.into(), create()?.to_stored(), now_ms()).await?,
     };
-    let root = RootCa::from_stored(&stored)?;
+    Ok(Ca::from_stored(&stored)?)
+}
+
+/// Loads the CA hierarchy, creating it on first start, and writes `pki/root-ca.pem`.
+pub async fn pki(store: &Store, data_dir: &Path) -> Result<Pki, BootstrapError> {
+    let now = time::OffsetDateTime::now_utc();
+    let root = load_or_create(store, ROOT_CA_SECRET, || {
+        let mut id = [0u8; 4];
+        palisade_store::sealed::random(&mut id).map_err(|e| palisade_pki::PkiError::Malformed(e.to_string()))?;
+        Ca::generate(&hex(&id), now)
+    })
+    .await?;
+    let device = load_or_create(store, DEVICE_CA_SECRET, || root.issue_intermediate("Palisade Device CA", now)).await?;
+    let server = load_or_create(store, SERVER_CA_SECRET, || root.issue_intermediate("Palisade Server CA", now)).await?;
     let pki = data_dir.join("pki");
     std::fs::DirBuilder::new().recursive(true).mode(0o755).create(&pki).map_err(io("cannot create", &pki))?;
     let path = root_ca_path(data_dir);
@@ -141,7 +163,7 @@ pub async fn root_ca(store: &Store, data_dir: &Path) -> Result<RootCa, Bootstrap
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).map_err(io("cannot chmod", &tmp))?;
         std::fs::rename(&tmp, &path).map_err(io("cannot write", &path))?;
     }
-    Ok(root)
+    Ok(Pki { root, device, server })
 }
 
 fn hex(b: &[u8]) -> String {

@@ -90,8 +90,9 @@ pub async fn start(config: Config) -> Result<Running, BootstrapError> {
     let data_dir = config.data_dir()?.to_owned();
     let metrics = Arc::new(metrics::Metrics::default());
     let store = bootstrap::open_store(&config, true, Some(metrics.clone())).await?;
-    let root = bootstrap::root_ca(&store, &data_dir).await?;
-    let identity = root.issue_server(&tls_names(&config), time::OffsetDateTime::now_utc())?;
+    let pki = bootstrap::pki(&store, &data_dir).await?;
+    let identity =
+        pki.server.issue_server(&tls_names(&config), &[pki.root.cert_der().clone()], time::OffsetDateTime::now_utc())?;
     let tls = palisade_pki::tls13_server_config(identity)?;
     let (listener, console_addr) = http::bind(config.console_addr).await.map_err(|source| BootstrapError::Io {
         what: "cannot listen on",
