@@ -20,6 +20,8 @@ pub enum Actor {
     User { id: String, username: String },
     /// Someone not (yet) authenticated: a failed login, a refused request.
     Anonymous,
+    /// A device, by its id (enrollment, renewal).
+    Device { id: String },
     /// Local administration on the server's host (CLI with access to the data).
     Local { what: String },
     /// Palisade itself (workers, automated response).
@@ -33,6 +35,7 @@ impl Actor {
             Self::ApiKey { id, .. } => format!("apikey:{id}"),
             Self::User { id, .. } => format!("user:{id}"),
             Self::Anonymous => "anonymous".to_owned(),
+            Self::Device { id } => format!("device:{id}"),
             Self::Local { what } => format!("local:{what}"),
             Self::System => "system".to_owned(),
         }

@@ -69,8 +69,8 @@ fn rsa_bits(modulus: &[u8]) -> usize {
 
 /// Checks a DER CSR: parse, key policy, then signature (proof of possession).
 pub fn verify(der: &[u8]) -> Result<VerifiedCsr, CsrError> {
-    let (rest, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(der)
-        .map_err(|_| CsrError::Malformed)?;
+    let (rest, csr) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(der).map_err(|_| CsrError::Malformed)?;
     if !rest.is_empty() {
         return Err(CsrError::Malformed);
     }

@@ -357,7 +357,8 @@ mod tests {
         let again = Ca::from_stored(&root.to_stored()).unwrap();
         assert_eq!(again.cert_der(), root.cert_der());
         let server_ca = root.issue_intermediate("Palisade Server CA", now).unwrap();
-        let id = server_ca.issue_server(&["localhost".into(), "127.0.0.1".into()], &[root.cert_der().clone()], now).unwrap();
+        let id =
+            server_ca.issue_server(&["localhost".into(), "127.0.0.1".into()], &[root.cert_der().clone()], now).unwrap();
         assert_eq!(id.chain.len(), 3);
         tls13_server_config(id).unwrap();
         assert!(Ca::from_stored(b"garbage").is_err());
@@ -366,13 +367,19 @@ mod tests {
         let key = KeyPair::generate().unwrap();
         let csr = CertificateParams::new(vec!["evil.example".into()]).unwrap().serialize_request(&key).unwrap();
         let verified = csr::verify(csr.der()).unwrap();
-        let cert = device_ca.issue_device(&verified, "0123456789abcdefghjk", &random_serial().unwrap(), 90, now).unwrap();
+        let cert =
+            device_ca.issue_device(&verified, "0123456789abcdefghjk", &random_serial().unwrap(), 90, now).unwrap();
         assert_eq!(cert.serial.len(), 32);
         let text = String::from_utf8_lossy(&cert.der);
         assert!(text.contains("urn:palisade:device:0123456789abcdefghjk"));
         assert!(!text.contains("evil.example"), "SANs from the CSR are never copied");
         let crl = device_ca
-            .crl(&[Revoked { serial_hex: cert.serial.clone(), at: now, reason: Reason::KeyCompromise }], 1, now, now + Duration::days(1))
+            .crl(
+                &[Revoked { serial_hex: cert.serial.clone(), at: now, reason: Reason::KeyCompromise }],
+                1,
+                now,
+                now + Duration::days(1),
+            )
             .unwrap();
         assert!(!crl.is_empty());
     }

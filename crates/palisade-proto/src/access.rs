@@ -174,3 +174,74 @@ pub struct ApiKeyCreated {
     pub key: String,
     pub info: ApiKeyView,
 }
+
+/// `POST /api/v1/devices/{id}/enrollment-tokens` (optional body).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollmentTokenRequest {
+    /// Hours until the token expires (1–720, default 72).
+    pub ttl_hours: Option<u32>,
+}
+
+/// Shown once; single use.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EnrollmentToken {
+    pub token: String,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CertificateView {
+    pub serial: String,
+    pub device_id: String,
+    pub fingerprint_sha256: String,
+    pub key: String,
+    pub not_before: String,
+    pub not_after: String,
+    /// `valid` or `revoked`.
+    pub status: String,
+    pub revoked_at: Option<String>,
+    pub revocation_reason: Option<String>,
+    /// `token`, `factory` or `renewal`.
+    pub method: String,
+    pub pem: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    /// RFC 5280 reason: unspecified, key_compromise, affiliation_changed, superseded,
+    /// cessation_of_operation, certificate_hold, privilege_withdrawn.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ManufacturerCaCreate {
+    pub vendor: String,
+    pub model: String,
+    pub ca_pem: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ManufacturerCaView {
+    pub fingerprint: String,
+    pub vendor: String,
+    pub model: String,
+    pub subject: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FindingView {
+    pub id: String,
+    pub kind: String,
+    pub device_id: Option<String>,
+    pub detail: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SystemEndpoints {
+    pub est: String,
+    pub crl: String,
+}

@@ -132,6 +132,19 @@ impl Default for AuthConfig {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PkiConfig {
+    /// Validity of device certificates, in days.
+    pub validity_days: i64,
+}
+
+impl Default for PkiConfig {
+    fn default() -> Self {
+        Self { validity_days: 90 }
+    }
+}
+
 /// Everything `palisade serve` can be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -144,12 +157,15 @@ pub struct Config {
     pub master_key_file: Option<PathBuf>,
     /// Console and REST API (HTTPS).
     pub console_addr: SocketAddr,
+    /// Device HTTPS: EST enrollment, CRL (and firmware, later).
+    pub device_https_addr: SocketAddr,
     /// Extra names (DNS or IP) for the listener certificate, besides localhost.
     pub tls_names: Vec<String>,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
     pub audit: AuditConfig,
     pub auth: AuthConfig,
+    pub pki: PkiConfig,
 }
 
 impl Default for Config {
@@ -159,11 +175,13 @@ impl Default for Config {
             database_url: None,
             master_key_file: None,
             console_addr: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            device_https_addr: SocketAddr::from(([0, 0, 0, 0], 8444)),
             tls_names: Vec::new(),
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
             audit: AuditConfig::default(),
             auth: AuthConfig::default(),
+            pki: PkiConfig::default(),
         }
     }
 }
@@ -174,6 +192,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("PALISADE_DATABASE_URL", "database_url"),
     ("PALISADE_MASTER_KEY_FILE", "master_key_file"),
     ("PALISADE_CONSOLE_ADDR", "console_addr"),
+    ("PALISADE_DEVICE_HTTPS_ADDR", "device_https_addr"),
     ("PALISADE_TLS_NAMES", "tls_names (comma-separated)"),
     ("PALISADE_LOG_FORMAT", "log.format"),
     ("PALISADE_LOG_LEVEL", "log.level"),
@@ -214,6 +233,9 @@ impl Config {
         }
         if let Some(v) = get("PALISADE_CONSOLE_ADDR") {
             self.console_addr = parse("PALISADE_CONSOLE_ADDR", &v)?;
+        }
+        if let Some(v) = get("PALISADE_DEVICE_HTTPS_ADDR") {
+            self.device_https_addr = parse("PALISADE_DEVICE_HTTPS_ADDR", &v)?;
         }
         if let Some(v) = get("PALISADE_TLS_NAMES") {
             self.tls_names = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
@@ -261,6 +283,9 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "database_url must be a postgres:// URL (leave it unset for the embedded SQLite database)".into(),
             ));
+        }
+        if !(1..=825).contains(&self.pki.validity_days) {
+            return Err(ConfigError::Invalid("pki.validity_days must be between 1 and 825".into()));
         }
         if self.audit.checkpoint_interval_secs == 0 {
             return Err(ConfigError::Invalid("audit.checkpoint_interval_secs must be at least 1".into()));

@@ -15,7 +15,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
-use crate::api::extract::PeerAddr;
+use crate::api::extract::{PeerAddr, PeerCerts};
 
 /// Open connections at most; more are closed on accept.
 const MAX_CONNECTIONS: usize = 4096;
@@ -26,14 +26,12 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long in-flight requests get to finish at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Where each new connection gets its TLS settings (they may change while serving, e.g. when a
+/// manufacturer CA is registered).
+pub type TlsSource = Arc<dyn Fn() -> Arc<rustls::ServerConfig> + Send + Sync>;
+
 /// Serves `app` on `listener` until `shutdown` turns true, then lets in-flight requests finish.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    app: Router,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let acceptor = TlsAcceptor::from(tls);
+pub async fn serve(listener: TcpListener, tls: TlsSource, app: Router, mut shutdown: watch::Receiver<bool>) {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -56,7 +54,7 @@ pub async fn serve(
             tracing::warn!(%peer, "connection limit reached; closing");
             continue;
         };
-        let acceptor = acceptor.clone();
+        let acceptor = TlsAcceptor::from(tls());
         let app = app.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
@@ -73,8 +71,16 @@ pub async fn serve(
                     return;
                 }
             };
+            let certs = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|c| PeerCerts(Arc::new(c.iter().map(|d| d.as_ref().to_vec()).collect())));
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(PeerAddr(peer));
+                if let Some(c) = &certs {
+                    req.extensions_mut().insert(c.clone());
+                }
                 let app = app.clone();
                 async move { Ok::<_, Infallible>(app.oneshot(req).await.unwrap_or_else(|never| match never {})) }
             });

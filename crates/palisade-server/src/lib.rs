@@ -4,9 +4,11 @@
 pub mod api;
 pub mod auth;
 pub mod bootstrap;
+pub mod checks;
 pub mod config;
 mod http;
 pub mod metrics;
+pub mod pki;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -27,6 +29,9 @@ pub struct App {
     pub metrics: Arc<metrics::Metrics>,
     pub config: Arc<Config>,
     pub auth: auth::Auth,
+    pub pki: pki::PkiService,
+    /// Where the device listener is bound.
+    pub device_addr: SocketAddr,
     /// The OpenAPI document, rendered once.
     pub openapi: String,
 }
@@ -49,6 +54,7 @@ pub fn new_device_id() -> Result<DeviceId, StoreError> {
 #[derive(Debug)]
 pub struct Running {
     pub console_addr: SocketAddr,
+    pub device_addr: SocketAddr,
     pub store: Store,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -91,8 +97,11 @@ pub async fn start(config: Config) -> Result<Running, BootstrapError> {
     let metrics = Arc::new(metrics::Metrics::default());
     let store = bootstrap::open_store(&config, true, Some(metrics.clone())).await?;
     let pki = bootstrap::pki(&store, &data_dir).await?;
-    let identity =
-        pki.server.issue_server(&tls_names(&config), &[pki.root.cert_der().clone()], time::OffsetDateTime::now_utc())?;
+    let identity = pki.server.issue_server(
+        &tls_names(&config),
+        &[pki.root.cert_der().clone()],
+        time::OffsetDateTime::now_utc(),
+    )?;
     let tls = palisade_pki::tls13_server_config(identity)?;
     let (listener, console_addr) = http::bind(config.console_addr).await.map_err(|source| BootstrapError::Io {
         what: "cannot listen on",
@@ -102,18 +111,41 @@ pub async fn start(config: Config) -> Result<Running, BootstrapError> {
     if !is_loopback(console_addr.ip()) {
         tracing::info!(%console_addr, "console listens beyond loopback");
     }
+    let (device_listener, device_addr) = http::bind(config.device_https_addr).await.map_err(|source| {
+        BootstrapError::Io { what: "cannot listen on", path: config.device_https_addr.to_string().into(), source }
+    })?;
+    let device_identity = pki.server.issue_server(
+        &tls_names(&config),
+        &[pki.root.cert_der().clone()],
+        time::OffsetDateTime::now_utc(),
+    )?;
+    let pki_service = pki::PkiService::new(&store, pki.device, &pki.root, device_identity, config.pki.validity_days)
+        .await
+        .map_err(|e| BootstrapError::Refused(format!("PKI: {e}")))?;
 
     let checkpoint_every = Duration::from_secs(config.audit.checkpoint_interval_secs);
     bootstrap::initial_admin(&store, &data_dir).await?;
     let auth = auth::Auth::new(config.auth.clone()).map_err(|e| BootstrapError::Refused(e.to_string()))?;
-    let state =
-        Arc::new(App { store: store.clone(), metrics, config: Arc::new(config), auth, openapi: api::openapi_json() });
+    let state = Arc::new(App {
+        store: store.clone(),
+        metrics,
+        config: Arc::new(config),
+        auth,
+        pki: pki_service,
+        device_addr,
+        openapi: api::openapi_json(),
+    });
     let (shutdown, rx) = watch::channel(false);
-    let app = api::router(state);
-    let mut tasks = vec![tokio::spawn(http::serve(listener, tls, app, rx.clone()))];
-    tasks.push(tokio::spawn(checkpoints(store.clone(), checkpoint_every, rx)));
+    let app = api::router(state.clone());
+    let console_tls: http::TlsSource = Arc::new(move || tls.clone());
+    let mut tasks = vec![tokio::spawn(http::serve(listener, console_tls, app, rx.clone()))];
+    let device_state = state.clone();
+    let device_tls: http::TlsSource = Arc::new(move || device_state.pki.device_tls());
+    tasks.push(tokio::spawn(http::serve(device_listener, device_tls, api::device_router(state.clone()), rx.clone())));
+    tasks.push(tokio::spawn(checkpoints(store.clone(), checkpoint_every, rx.clone())));
+    tasks.push(tokio::spawn(hourly(state, rx)));
     tracing::info!(%console_addr, backend = store.backend_name(), "palisade is serving");
-    Ok(Running { console_addr, store, shutdown, tasks })
+    Ok(Running { console_addr, device_addr, store, shutdown, tasks })
 }
 
 fn is_loopback(ip: IpAddr) -> bool {
@@ -131,6 +163,26 @@ async fn checkpoints(store: Store, every: Duration, mut shutdown: watch::Receive
             _ = tick.tick() => {
                 if let Err(e) = store.audit_checkpoint(now_ms()).await {
                     tracing::error!(error = %e, "audit checkpoint failed");
+                }
+            }
+        }
+    }
+}
+
+/// Hourly: re-issue the CRL (before its nextUpdate) and run the certificate checks.
+async fn hourly(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tick.tick() => {
+                if let Err(e) = state.pki.refresh_crl(&state.store).await {
+                    tracing::error!(error = %e, "cannot re-issue the CRL");
+                }
+                if let Err(e) = checks::certificate_checks(&state).await {
+                    tracing::error!(error = %e, "certificate checks failed");
                 }
             }
         }

@@ -316,6 +316,11 @@ pub async fn transition<D: Db>(
     device.updated_ms = ctx.at_ms;
     db.exec("UPDATE devices SET state = $2, updated_ms = $3 WHERE id = $1", args![id.as_str(), to.as_str(), ctx.at_ms])
         .await?;
+    if to == LifecycleState::Decommissioned {
+        // One action: the identity is revoked and the device told to wipe itself.
+        crate::identity::revoke_device(db, id.as_str(), "cessation_of_operation", ctx).await?;
+        crate::identity::queue_command(db, id.as_str(), "wipe", ctx).await?;
+    }
     audit::append(
         db,
         ctx,

@@ -7,6 +7,7 @@
 pub mod apikeys;
 pub mod audit;
 pub mod devices;
+pub mod identity;
 mod migrations;
 mod postgres;
 pub mod sealed;
@@ -29,6 +30,7 @@ use zeroize::Zeroizing;
 use crate::apikeys::{ApiKeyInfo, KeyAuthority, NewApiKey, PresentedKey};
 use crate::audit::{AuditContext, AuditFilter, StoredEntry, Verified};
 use crate::devices::{DeviceFilter, NewDevice, Page, RowError, Transition};
+use crate::identity::{CertRecord, EnrollAuth, EnrollOutcome, Finding, ManufacturerCa};
 use crate::sealed::{Keyring, MasterKey, WrappedDataKey};
 use crate::sql::{BoxFuture, Db, Dialect};
 use crate::users::{CustomRole, NewUser, Session, User, UserPatch};
@@ -360,6 +362,90 @@ impl Store {
         }
         let id = info.id.clone();
         write_op!(self, "apikey.touch", |c| apikeys::touch(c, &id, now_ms, ip.as_deref()).await)
+    }
+
+    // --- device identity ----------------------------------------------------------------------
+
+    pub async fn add_enrollment_token(
+        &self,
+        device_id: String,
+        hash: Vec<u8>,
+        expires_ms: i64,
+        ctx: AuditContext,
+    ) -> Result<(), StoreError> {
+        write_op!(self, "pki.token", |c| identity::add_token(c, &device_id, &hash, expires_ms, &ctx).await)
+    }
+
+    pub async fn enroll(
+        &self,
+        auth: EnrollAuth,
+        cert: CertRecord,
+        ctx: AuditContext,
+    ) -> Result<EnrollOutcome, StoreError> {
+        write_op!(self, "pki.enroll", |c| identity::enroll(c, &auth, &cert, &ctx).await)
+    }
+
+    pub async fn certificates_of(&self, device_id: &str) -> Result<Vec<CertRecord>, StoreError> {
+        read_op!(self, "pki.certs_of", |c| identity::certificates_of(c, device_id).await)
+    }
+
+    pub async fn certificate(&self, serial: &str) -> Result<Option<CertRecord>, StoreError> {
+        read_op!(self, "pki.cert", |c| identity::certificate(c, serial).await)
+    }
+
+    pub async fn revoke_certificate(
+        &self,
+        serial: String,
+        reason: String,
+        ctx: AuditContext,
+    ) -> Result<CertRecord, StoreError> {
+        write_op!(self, "pki.revoke", |c| identity::revoke(c, &serial, &reason, &ctx).await)
+    }
+
+    pub async fn revoked_certificates(&self, now_ms: i64) -> Result<Vec<CertRecord>, StoreError> {
+        read_op!(self, "pki.revoked", |c| identity::revoked(c, now_ms).await)
+    }
+
+    pub async fn valid_certificates(&self) -> Result<Vec<CertRecord>, StoreError> {
+        read_op!(self, "pki.valid", |c| identity::valid_certificates(c).await)
+    }
+
+    pub async fn add_manufacturer_ca(&self, ca: ManufacturerCa, ctx: AuditContext) -> Result<(), StoreError> {
+        write_op!(self, "pki.manufacturer_ca", |c| identity::add_manufacturer_ca(c, &ca, &ctx).await)
+    }
+
+    pub async fn manufacturer_cas(&self) -> Result<Vec<ManufacturerCa>, StoreError> {
+        read_op!(self, "pki.manufacturer_cas", |c| identity::manufacturer_cas(c).await)
+    }
+
+    pub async fn allow_serials(
+        &self,
+        rows: Vec<(String, String, String)>,
+        ctx: AuditContext,
+    ) -> Result<usize, StoreError> {
+        write_op!(self, "pki.serials", |c| identity::allow_serials(c, &rows, &ctx).await)
+    }
+
+    pub async fn factory_device(&self, vendor: &str, model: &str, serial: &str) -> Result<Option<String>, StoreError> {
+        read_op!(self, "pki.factory_device", |c| identity::factory_device(c, vendor, model, serial).await)
+    }
+
+    pub async fn add_finding(
+        &self,
+        kind: String,
+        device_id: Option<String>,
+        detail: String,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        write_op!(self, "finding.add", |c| identity::add_finding(c, &kind, device_id.as_deref(), &detail, now_ms).await)
+    }
+
+    pub async fn findings(&self, kind: Option<&str>) -> Result<Vec<Finding>, StoreError> {
+        read_op!(self, "finding.list", |c| identity::findings(c, kind).await)
+    }
+
+    pub async fn commands_of(&self, device_id: &str) -> Result<Vec<(String, String, String)>, StoreError> {
+        read_op!(self, "command.list", |c| identity::commands_of(c, device_id).await)
     }
 
     // --- users ------------------------------------------------------------------------------

@@ -6,10 +6,12 @@ use crate::{StoreError, args};
 const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_foundation.sql")),
     (2, include_str!("../migrations/sqlite/0002_access.sql")),
+    (3, include_str!("../migrations/sqlite/0003_identity.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_foundation.sql")),
     (2, include_str!("../migrations/postgres/0002_access.sql")),
+    (3, include_str!("../migrations/postgres/0003_identity.sql")),
 ];
 
 /// Applies every migration not yet applied. Runs inside the caller's transaction (DDL is

@@ -85,6 +85,9 @@ struct ServeArgs {
     /// Console and REST API address (HTTPS); port 0 picks a free port.
     #[arg(long)]
     console_addr: Option<std::net::SocketAddr>,
+    /// Device HTTPS address (EST, CRL); port 0 picks a free port.
+    #[arg(long)]
+    device_https_addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +98,9 @@ struct DemoArgs {
     /// Console and REST API address.
     #[arg(long, default_value = "127.0.0.1:8443")]
     console_addr: std::net::SocketAddr,
+    /// Device HTTPS address (EST, CRL).
+    #[arg(long, default_value = "127.0.0.1:8444")]
+    device_https_addr: std::net::SocketAddr,
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,6 +180,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(a) = args.console_addr {
                 config.console_addr = a;
             }
+            if let Some(a) = args.device_https_addr {
+                config.device_https_addr = a;
+            }
             init_logging(config.log.format, &config.log.level);
             serve(config).await
         }
@@ -182,6 +191,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config.overlay_env(|k| std::env::var(k).ok())?;
             config.data_dir = Some(args.data_dir);
             config.console_addr = args.console_addr;
+            config.device_https_addr = args.device_https_addr;
             init_logging(config.log.format, "warn");
             demo::run(config).await
         }
@@ -237,7 +247,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// or Ctrl-C.
 pub(crate) fn listening_line(running: &palisade_server::Running) -> String {
     // Field order as in the contract: `event` first.
-    format!(r#"{{"event":"listening","console":{}}}"#, serde_json::Value::String(running.console_addr.to_string()))
+    format!(
+        r#"{{"event":"listening","console":{},"device_https":{}}}"#,
+        serde_json::Value::String(running.console_addr.to_string()),
+        serde_json::Value::String(running.device_addr.to_string())
+    )
 }
 
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {

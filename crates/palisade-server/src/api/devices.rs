@@ -157,6 +157,12 @@ async fn transition(
     scoped_device(state, caller, &id, Permission::DevicesLifecycle).await?;
     let reason = reason.map(|r| palisade_core::validate::optional_text("reason", &r, 1024)).transpose()?;
     let device = state.store.transition_device(id, t, reason, caller.audit()).await?;
+    if device.state == LifecycleState::Decommissioned {
+        // Its certificates were revoked in the same transaction: publish that now.
+        if let Err(e) = state.pki.revoked(&state.store, &[format!("device:{}", device.id)]).await {
+            tracing::error!(error = %e, "cannot re-issue the CRL after a decommission");
+        }
+    }
     Ok(Json(convert::view(&device, caller.can(Permission::DevicesWrite))))
 }
 

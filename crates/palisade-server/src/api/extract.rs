@@ -27,6 +27,10 @@ pub const MAX_IMPORT_BYTES: usize = 32 << 20;
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
+/// The client certificate chain the TLS handshake verified (device listener), DER.
+#[derive(Debug, Clone)]
+pub struct PeerCerts(pub std::sync::Arc<Vec<Vec<u8>>>);
+
 /// Reads a whole body up to `limit` bytes. A larger body is refused with 413; what follows is
 /// read and dropped for a short while (bounded), so that the client sees the answer instead of
 /// a reset connection.

@@ -9,8 +9,10 @@ pub mod convert;
 pub mod csvio;
 pub mod devices;
 pub mod error;
+pub mod est;
 pub mod extract;
 pub mod guard;
+pub mod identity;
 pub mod policy;
 pub mod stream;
 pub mod system;
@@ -81,6 +83,29 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(access::mfa_coverage))
         .routes(routes!(access::list_keys, access::create_key))
         .routes(routes!(access::revoke_key))
+        .routes(routes!(identity::create_token))
+        .routes(routes!(identity::device_certificates))
+        .routes(routes!(identity::revoke))
+        .routes(routes!(identity::add_manufacturer, identity::list_manufacturers))
+        .routes(routes!(identity::allow_serials))
+        .routes(routes!(identity::findings))
+        .routes(routes!(identity::run_audit))
+        .routes(routes!(identity::endpoints))
+}
+
+/// The device listener: EST, the CRL, health.
+pub fn device_router(state: AppState) -> Router {
+    use axum::routing::post;
+    Router::new()
+        .route("/.well-known/est/cacerts", get(est::cacerts))
+        .route("/.well-known/est/csrattrs", get(est::csrattrs))
+        .route("/.well-known/est/simpleenroll", post(est::simpleenroll))
+        .route("/.well-known/est/simplereenroll", post(est::simplereenroll))
+        .route("/pki/crl", get(est::crl))
+        .route("/healthz", get(system::healthz))
+        .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "no such route\n") })
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
 }
 
 /// The OpenAPI document, each operation marked with its access policy (`x-palisade-policy`;
@@ -121,6 +146,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/openapi.json", get(system::openapi))
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
+        .route("/pki/crl", get(est::crl))
         .route("/metrics", get(system::metrics))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {

@@ -72,6 +72,15 @@ pub const POLICIES: &[(&str, &str, Policy)] = &[
     ("GET", "/api/v1/apikeys", Authenticated),
     ("POST", "/api/v1/apikeys", Authenticated),
     ("POST", "/api/v1/apikeys/{id}/revoke", Authenticated),
+    ("POST", "/api/v1/devices/{id}/enrollment-tokens", perm(PkiEnroll)),
+    ("GET", "/api/v1/devices/{id}/certificates", perm(DevicesRead)),
+    ("POST", "/api/v1/certificates/{serial}/revoke", perm(PkiRevoke)),
+    ("POST", "/api/v1/manufacturers", perm(PkiEnroll)),
+    ("GET", "/api/v1/manufacturers", perm(PkiEnroll)),
+    ("POST", "/api/v1/manufacturers/serials", perm(PkiEnroll)),
+    ("GET", "/api/v1/findings", perm(AlertsRead)),
+    ("POST", "/api/v1/pki/audit", perm(PkiRevoke)),
+    ("GET", "/api/v1/system/endpoints", Authenticated),
 ];
 
 pub fn lookup(method: &str, path: &str) -> Option<Policy> {

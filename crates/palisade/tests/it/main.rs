@@ -11,4 +11,5 @@ mod api;
 mod audit;
 mod durability;
 mod encryption;
+mod identity;
 mod operability;
