@@ -7,6 +7,7 @@
 //! PKCS#11/HSM-backed key can replace the in-memory one without touching the callers.
 
 pub mod csr;
+pub mod est;
 pub mod pkcs7;
 
 use std::sync::Arc;

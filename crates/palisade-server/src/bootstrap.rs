@@ -257,3 +257,31 @@ pub async fn initial_admin(store: &Store, data_dir: &Path) -> Result<(), Bootstr
         Err(e) => Err(e.into()),
     }
 }
+
+/// Writes the root CA (certificate and key, PEM) to a new file of mode 0600.
+pub async fn export_root(store: &Store, out: &Path) -> Result<(), BootstrapError> {
+    let stored = store
+        .secret(ROOT_CA_SECRET)
+        .await?
+        .ok_or_else(|| BootstrapError::Refused("there is no root CA yet: start the server once".into()))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .map_err(io("cannot create", out))?;
+    std::io::Write::write_all(&mut f, &stored).map_err(io("cannot write", out))?;
+    f.sync_all().map_err(io("cannot write", out))?;
+    Ok(())
+}
+
+/// Installs an existing root CA; refused once a root exists (the hierarchy hangs off it).
+pub async fn import_root(store: &Store, file: &Path) -> Result<(), BootstrapError> {
+    let bytes = zeroize::Zeroizing::new(std::fs::read(file).map_err(io("cannot read", file))?);
+    let ca = Ca::from_stored(&bytes)?;
+    if store.secret(ROOT_CA_SECRET).await?.is_some() {
+        return Err(BootstrapError::Refused("this installation has a root CA already".into()));
+    }
+    store.secret_or_insert(ROOT_CA_SECRET.into(), ca.to_stored(), now_ms()).await?;
+    Ok(())
+}

@@ -38,6 +38,30 @@ enum Command {
     /// The master key.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The certificate authority.
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Write the root CA (certificate and private key, PEM) to a new file of mode 0600, for
+    /// offline storage.
+    ExportRoot {
+        #[command(flatten)]
+        target: Target,
+        /// The file to create (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Before first start: use an existing root (certificate and private key, PEM) instead of
+    /// creating one.
+    ImportRoot {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        file: PathBuf,
+    },
 }
 
 /// Where the server's data is: the same flags for every local command.
@@ -232,6 +256,37 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        Command::Ca(CaCommand::ExportRoot { target, out }) => {
+            let config = target.config()?;
+            init_logging(LogFormat::Text, "warn");
+            let store = bootstrap::open_store(&config, false, None).await?;
+            bootstrap::export_root(&store, &out).await?;
+            let ctx =
+                AuditContext { actor: bootstrap::local_actor("ca export-root"), source_ip: None, at_ms: now_ms() };
+            store
+                .record(
+                    ctx,
+                    "pki.root_exported",
+                    "pki:root".into(),
+                    Some(serde_json::json!({"file": out.display().to_string()})),
+                )
+                .await?;
+            store.close().await;
+            eprintln!("root CA written to {} (mode 0600): store it offline", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ca(CaCommand::ImportRoot { target, file }) => {
+            let config = target.config()?;
+            init_logging(LogFormat::Text, "warn");
+            let store = bootstrap::open_store(&config, true, None).await?;
+            bootstrap::import_root(&store, &file).await?;
+            let ctx =
+                AuditContext { actor: bootstrap::local_actor("ca import-root"), source_ip: None, at_ms: now_ms() };
+            store.record(ctx, "pki.root_imported", "pki:root".into(), None).await?;
+            store.close().await;
+            eprintln!("root CA imported; the issuing CAs are created under it at first start");
+            Ok(ExitCode::SUCCESS)
         }
         Command::Keys(KeysCommand::Rotate { target }) => {
             let config = target.config()?;

@@ -17,8 +17,6 @@ use x509_parser::prelude::FromDer as _;
 use super::extract::{PeerAddr, PeerCerts, body_bytes};
 use crate::{AppState, auth, now_ms};
 
-/// Largest EST request body (a CSR, base64).
-const MAX_EST_BODY: usize = 64 * 1024;
 /// What `csrattrs` asks for: ecdsa-with-SHA256 (a P-256 key).
 const CSR_ATTRS: &[u8] = &[0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
 
@@ -81,11 +79,8 @@ async fn read_csr(req: Request) -> Result<(HeaderMap, Vec<u8>), Response> {
             "send the CSR as Content-Type: application/pkcs10 (base64 DER)",
         ));
     }
-    let body: Bytes = body_bytes(req, MAX_EST_BODY).await.map_err(|e| text(e.status, e.message))?;
-    let compact: Vec<u8> = body.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(&compact)
-        .map_err(|_| text(StatusCode::BAD_REQUEST, "the body is not base64"))?;
+    let body: Bytes = body_bytes(req, palisade_pki::est::MAX_BODY).await.map_err(|e| text(e.status, e.message))?;
+    let der = palisade_pki::est::decode_body(&body).map_err(|e| text(StatusCode::BAD_REQUEST, e.to_string()))?;
     Ok((headers, der))
 }
 

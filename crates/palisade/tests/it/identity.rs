@@ -404,3 +404,37 @@ async fn est_refuses_bad_input_with_reasons() {
     assert!(!body.trim().is_empty());
     assert!(!s.log().contains("panicked"));
 }
+
+#[tokio::test]
+async fn the_root_exports_for_offline_storage_and_imports_into_a_new_installation() {
+    let mut s = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("root-backup.pem");
+    let o = s.cli(&["ca", "export-root", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
+    let exported = std::fs::read_to_string(&out).unwrap();
+    assert!(exported.contains("BEGIN CERTIFICATE") && exported.contains("BEGIN PRIVATE KEY"));
+    assert!(!s.cli(&["ca", "export-root", "--out", out.to_str().unwrap()]).status.success(), "never overwrites");
+    let root = std::fs::read_to_string(s.dir.join("pki/root-ca.pem")).unwrap();
+    assert!(s.terminate().await.success());
+
+    let fresh = tmp.path().join("new-install");
+    let o = Command::new(crate::common::BIN)
+        .args(["ca", "import-root", "--data-dir", fresh.to_str().unwrap(), "--file", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s2 = Server::start_in(&fresh, crate::common::Backend::Sqlite).await;
+    assert_eq!(
+        std::fs::read_to_string(s2.dir.join("pki/root-ca.pem")).unwrap(),
+        root,
+        "the new installation trusts the same root"
+    );
+    let o = Command::new(crate::common::BIN)
+        .args(["ca", "import-root", "--data-dir", fresh.to_str().unwrap(), "--file", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "a second root is refused");
+}
