@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod device;
 pub mod lifecycle;
+pub mod mqtt;
 pub mod rbac;
 pub mod throttle;
 pub mod totp;

@@ -243,5 +243,15 @@ pub struct FindingView {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SystemEndpoints {
     pub est: String,
+    pub mqtt: String,
     pub crl: String,
+}
+
+/// The latest telemetry of a device.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TelemetryView {
+    pub received_at: String,
+    pub seq: Option<i64>,
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
 }

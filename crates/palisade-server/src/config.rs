@@ -159,6 +159,8 @@ pub struct Config {
     pub console_addr: SocketAddr,
     /// Device HTTPS: EST enrollment, CRL (and firmware, later).
     pub device_https_addr: SocketAddr,
+    /// Device MQTT over TLS (client certificates required).
+    pub mqtt_addr: SocketAddr,
     /// Extra names (DNS or IP) for the listener certificate, besides localhost.
     pub tls_names: Vec<String>,
     pub log: LogConfig,
@@ -176,6 +178,7 @@ impl Default for Config {
             master_key_file: None,
             console_addr: SocketAddr::from(([0, 0, 0, 0], 8443)),
             device_https_addr: SocketAddr::from(([0, 0, 0, 0], 8444)),
+            mqtt_addr: SocketAddr::from(([0, 0, 0, 0], 8883)),
             tls_names: Vec::new(),
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
@@ -193,6 +196,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("PALISADE_MASTER_KEY_FILE", "master_key_file"),
     ("PALISADE_CONSOLE_ADDR", "console_addr"),
     ("PALISADE_DEVICE_HTTPS_ADDR", "device_https_addr"),
+    ("PALISADE_MQTT_ADDR", "mqtt_addr"),
     ("PALISADE_TLS_NAMES", "tls_names (comma-separated)"),
     ("PALISADE_LOG_FORMAT", "log.format"),
     ("PALISADE_LOG_LEVEL", "log.level"),
@@ -236,6 +240,9 @@ impl Config {
         }
         if let Some(v) = get("PALISADE_DEVICE_HTTPS_ADDR") {
             self.device_https_addr = parse("PALISADE_DEVICE_HTTPS_ADDR", &v)?;
+        }
+        if let Some(v) = get("PALISADE_MQTT_ADDR") {
+            self.mqtt_addr = parse("PALISADE_MQTT_ADDR", &v)?;
         }
         if let Some(v) = get("PALISADE_TLS_NAMES") {
             self.tls_names = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();

@@ -9,6 +9,7 @@ pub mod config;
 mod http;
 pub mod metrics;
 pub mod pki;
+pub mod plane;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -32,6 +33,9 @@ pub struct App {
     pub pki: pki::PkiService,
     /// Where the device listener is bound.
     pub device_addr: SocketAddr,
+    /// Where MQTT is bound.
+    pub mqtt_addr: SocketAddr,
+    pub plane: plane::Plane,
     /// The OpenAPI document, rendered once.
     pub openapi: String,
 }
@@ -55,6 +59,7 @@ pub fn new_device_id() -> Result<DeviceId, StoreError> {
 pub struct Running {
     pub console_addr: SocketAddr,
     pub device_addr: SocketAddr,
+    pub mqtt_addr: SocketAddr,
     pub store: Store,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -114,6 +119,11 @@ pub async fn start(config: Config) -> Result<Running, BootstrapError> {
     let (device_listener, device_addr) = http::bind(config.device_https_addr).await.map_err(|source| {
         BootstrapError::Io { what: "cannot listen on", path: config.device_https_addr.to_string().into(), source }
     })?;
+    let (mqtt_listener, mqtt_addr) = http::bind(config.mqtt_addr).await.map_err(|source| BootstrapError::Io {
+        what: "cannot listen on",
+        path: config.mqtt_addr.to_string().into(),
+        source,
+    })?;
     let device_identity = pki.server.issue_server(
         &tls_names(&config),
         &[pki.root.cert_der().clone()],
@@ -133,6 +143,8 @@ pub async fn start(config: Config) -> Result<Running, BootstrapError> {
         auth,
         pki: pki_service,
         device_addr,
+        mqtt_addr,
+        plane: plane::Plane::default(),
         openapi: api::openapi_json(),
     });
     let (shutdown, rx) = watch::channel(false);
@@ -142,10 +154,11 @@ pub async fn start(config: Config) -> Result<Running, BootstrapError> {
     let device_state = state.clone();
     let device_tls: http::TlsSource = Arc::new(move || device_state.pki.device_tls());
     tasks.push(tokio::spawn(http::serve(device_listener, device_tls, api::device_router(state.clone()), rx.clone())));
+    tasks.push(tokio::spawn(plane::serve(state.clone(), mqtt_listener, rx.clone())));
     tasks.push(tokio::spawn(checkpoints(store.clone(), checkpoint_every, rx.clone())));
     tasks.push(tokio::spawn(hourly(state, rx)));
     tracing::info!(%console_addr, backend = store.backend_name(), "palisade is serving");
-    Ok(Running { console_addr, device_addr, store, shutdown, tasks })
+    Ok(Running { console_addr, device_addr, mqtt_addr, store, shutdown, tasks })
 }
 
 fn is_loopback(ip: IpAddr) -> bool {

@@ -29,6 +29,9 @@ pub struct PkiService {
     pub chain: Vec<CertificateDer<'static>>,
     crl: RwLock<Arc<Crl>>,
     device_tls: RwLock<Arc<rustls::ServerConfig>>,
+    /// The MQTT listener: client certificate required, checked against the device CA and the
+    /// current CRL; rebuilt with every CRL.
+    mqtt_tls: RwLock<Arc<rustls::ServerConfig>>,
     listener_identity: (Vec<CertificateDer<'static>>, rustls::pki_types::PrivateKeyDer<'static>),
     revocations: broadcast::Sender<String>,
     pub validity_days: i64,
@@ -78,7 +81,8 @@ impl PkiService {
             device_ca,
             chain,
             crl: RwLock::new(Arc::new(Crl::default())),
-            device_tls: RwLock::new(placeholder),
+            device_tls: RwLock::new(placeholder.clone()),
+            mqtt_tls: RwLock::new(placeholder),
             listener_identity,
             revocations,
             validity_days,
@@ -137,8 +141,34 @@ impl PkiService {
         let number = u64::try_from(now_ms()).unwrap_or(0).max(self.crl().number + 1);
         let der = self.device_ca.crl(&revoked, number, now, now + time::Duration::hours(CRL_VALID_HOURS))?;
         let pem = pem_block("X509 CRL", &der);
+        let mqtt = self.mqtt_config(&der)?;
         *self.crl.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(Crl { der, pem, number });
+        *self.mqtt_tls.write().unwrap_or_else(std::sync::PoisonError::into_inner) = mqtt;
         Ok(())
+    }
+
+    fn mqtt_config(&self, crl_der: &[u8]) -> Result<Arc<rustls::ServerConfig>, PkiServiceError> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for r in self.chain.iter().take(1) {
+            roots.add(r.clone()).map_err(palisade_pki::PkiError::from)?;
+        }
+        let crl = rustls::pki_types::CertificateRevocationListDer::from(crl_der.to_vec());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .with_crls([crl])
+            .build()
+            .map_err(|e| palisade_pki::PkiError::Malformed(format!("MQTT client verifier: {e}")))?;
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(palisade_pki::PkiError::from)?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.listener_identity.0.clone(), self.listener_identity.1.clone_key())
+            .map_err(palisade_pki::PkiError::from)?;
+        Ok(Arc::new(config))
+    }
+
+    pub fn mqtt_tls(&self) -> Arc<rustls::ServerConfig> {
+        self.mqtt_tls.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Publishes revocations (CRL now, and in-process subscribers).

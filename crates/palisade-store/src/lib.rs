@@ -9,6 +9,7 @@ pub mod audit;
 pub mod devices;
 pub mod identity;
 mod migrations;
+pub mod plane;
 mod postgres;
 pub mod sealed;
 pub mod secrets;
@@ -446,6 +447,41 @@ impl Store {
 
     pub async fn commands_of(&self, device_id: &str) -> Result<Vec<(String, String, String)>, StoreError> {
         read_op!(self, "command.list", |c| identity::commands_of(c, device_id).await)
+    }
+
+    // --- device plane -----------------------------------------------------------------------
+
+    /// Stores a message from a device; returns once it is durable (the QoS 1 ack waits for it).
+    pub async fn ingest(&self, m: plane::DeviceMessage) -> Result<(), StoreError> {
+        write_op!(self, "plane.ingest", |c| plane::ingest(c, &m).await)
+    }
+
+    pub async fn device_messages(
+        &self,
+        device_id: &str,
+        kind: &str,
+        limit: i64,
+    ) -> Result<Vec<plane::DeviceMessage>, StoreError> {
+        read_op!(self, "plane.messages", |c| plane::messages(c, device_id, kind, limit).await)
+    }
+
+    pub async fn record_connection(
+        &self,
+        device_id: String,
+        event: &'static str,
+        at_ms: i64,
+        source_ip: Option<String>,
+        detail: Option<String>,
+    ) -> Result<(), StoreError> {
+        write_op!(self, "plane.connection", |c| plane::connection(
+            c,
+            &device_id,
+            event,
+            at_ms,
+            source_ip.as_deref(),
+            detail.as_deref()
+        )
+        .await)
     }
 
     // --- users ------------------------------------------------------------------------------

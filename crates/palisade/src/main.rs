@@ -112,6 +112,9 @@ struct ServeArgs {
     /// Device HTTPS address (EST, CRL); port 0 picks a free port.
     #[arg(long)]
     device_https_addr: Option<std::net::SocketAddr>,
+    /// Device MQTT over TLS address; port 0 picks a free port.
+    #[arg(long)]
+    mqtt_addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +128,9 @@ struct DemoArgs {
     /// Device HTTPS address (EST, CRL).
     #[arg(long, default_value = "127.0.0.1:8444")]
     device_https_addr: std::net::SocketAddr,
+    /// Device MQTT address.
+    #[arg(long, default_value = "127.0.0.1:8883")]
+    mqtt_addr: std::net::SocketAddr,
 }
 
 #[derive(Debug, Subcommand)]
@@ -207,6 +213,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(a) = args.device_https_addr {
                 config.device_https_addr = a;
             }
+            if let Some(a) = args.mqtt_addr {
+                config.mqtt_addr = a;
+            }
             init_logging(config.log.format, &config.log.level);
             serve(config).await
         }
@@ -216,6 +225,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config.data_dir = Some(args.data_dir);
             config.console_addr = args.console_addr;
             config.device_https_addr = args.device_https_addr;
+            config.mqtt_addr = args.mqtt_addr;
             init_logging(config.log.format, "warn");
             demo::run(config).await
         }
@@ -303,9 +313,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 pub(crate) fn listening_line(running: &palisade_server::Running) -> String {
     // Field order as in the contract: `event` first.
     format!(
-        r#"{{"event":"listening","console":{},"device_https":{}}}"#,
+        r#"{{"event":"listening","console":{},"device_https":{},"mqtt":{}}}"#,
         serde_json::Value::String(running.console_addr.to_string()),
-        serde_json::Value::String(running.device_addr.to_string())
+        serde_json::Value::String(running.device_addr.to_string()),
+        serde_json::Value::String(running.mqtt_addr.to_string())
     )
 }
 

@@ -157,6 +157,7 @@ async fn transition(
     scoped_device(state, caller, &id, Permission::DevicesLifecycle).await?;
     let reason = reason.map(|r| palisade_core::validate::optional_text("reason", &r, 1024)).transpose()?;
     let device = state.store.transition_device(id, t, reason, caller.audit()).await?;
+    state.plane.state_changed(device.id.as_str(), device.state);
     if device.state == LifecycleState::Decommissioned {
         // Its certificates were revoked in the same transaction: publish that now.
         if let Err(e) = state.pki.revoked(&state.store, &[format!("device:{}", device.id)]).await {
@@ -336,4 +337,23 @@ pub async fn export(
     });
     let content_type = if csv { "text/csv; charset=utf-8" } else { "application/x-ndjson" };
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+}
+
+/// The latest telemetry a device sent.
+#[utoipa::path(get, path = "/api/v1/devices/{id}/telemetry/latest", tag = "devices", params(("id" = String, Path)),
+    responses((status = 200, body = palisade_proto::TelemetryView), (status = 404, body = ErrorBody)))]
+pub async fn latest_telemetry(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<palisade_proto::TelemetryView>, ApiError> {
+    let id = parse_id(&id)?;
+    scoped_device(&state, &caller, &id, Permission::DevicesRead).await?;
+    let m = state.store.device_messages(id.as_str(), "telemetry", 1).await?;
+    let m = m.into_iter().next().ok_or_else(|| ApiError::not_found(format!("no telemetry from device {id} yet")))?;
+    Ok(Json(palisade_proto::TelemetryView {
+        received_at: convert::rfc3339(m.received_ms),
+        seq: m.seq,
+        payload: serde_json::from_str(&m.payload).unwrap_or(serde_json::Value::Null),
+    }))
 }

@@ -71,8 +71,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
-        require_json(req.headers())?;
+        let json = require_json(req.headers());
         let bytes = body_bytes(req, MAX_JSON_BYTES).await?;
+        json?;
         parse_json(&bytes).map(ApiJson)
     }
 }
@@ -85,11 +86,9 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
-        let has_type = req.headers().contains_key(CONTENT_TYPE);
-        if has_type {
-            require_json(req.headers())?;
-        }
+        let json = if req.headers().contains_key(CONTENT_TYPE) { require_json(req.headers()) } else { Ok(()) };
         let bytes = body_bytes(req, MAX_JSON_BYTES).await?;
+        json?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(T::default()));
         }

@@ -249,5 +249,6 @@ pub async fn endpoints(State(state): State<AppState>) -> Json<SystemEndpoints> {
     Json(SystemEndpoints {
         est: format!("https://{host}:{port}/.well-known/est"),
         crl: format!("https://{host}:{port}/pki/crl"),
+        mqtt: format!("mqtts://{host}:{}", state.mqtt_addr.port()),
     })
 }

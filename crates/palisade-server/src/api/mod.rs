@@ -83,6 +83,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(access::mfa_coverage))
         .routes(routes!(access::list_keys, access::create_key))
         .routes(routes!(access::revoke_key))
+        .routes(routes!(devices::latest_telemetry))
         .routes(routes!(identity::create_token))
         .routes(routes!(identity::device_certificates))
         .routes(routes!(identity::revoke))

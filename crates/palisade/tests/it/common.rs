@@ -55,6 +55,7 @@ pub struct Server {
     pub dir: PathBuf,
     pub addr: SocketAddr,
     pub device_addr: SocketAddr,
+    pub mqtt_addr: SocketAddr,
     pub backend: Backend,
     pub client: Client,
     _tmp: Option<tempfile::TempDir>,
@@ -87,7 +88,7 @@ impl Server {
         let mut cmd = Command::new(BIN);
         cmd.envs(env.iter().copied());
         cmd.arg("serve").arg("--data-dir").arg(dir).arg("--console-addr").arg("127.0.0.1:0");
-        cmd.arg("--device-https-addr").arg("127.0.0.1:0");
+        cmd.arg("--device-https-addr").arg("127.0.0.1:0").arg("--mqtt-addr").arg("127.0.0.1:0");
         if let Backend::Postgres(url) = &backend {
             cmd.arg("--database-url").arg(url);
         }
@@ -108,10 +109,11 @@ impl Server {
         let v: Value = serde_json::from_str(&line).unwrap();
         let addr: SocketAddr = v["console"].as_str().unwrap().parse().unwrap();
         let device_addr: SocketAddr = v["device_https"].as_str().unwrap().parse().unwrap();
+        let mqtt_addr: SocketAddr = v["mqtt"].as_str().unwrap().parse().unwrap();
         // Keep draining stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let client = Client::new(addr, &dir.join("pki/root-ca.pem"));
-        Self { child, dir: dir.to_owned(), addr, device_addr, backend, client, _tmp: None }
+        Self { child, dir: dir.to_owned(), addr, device_addr, mqtt_addr, backend, client, _tmp: None }
     }
 
     /// Runs a local CLI command against this server's data (adds --data-dir and, on

@@ -9,25 +9,25 @@ use serde_json::json;
 use crate::common::{Server, device};
 
 /// Runs openssl in `dir`; panics with its stderr on failure.
-fn openssl(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn openssl(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
     assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn openssl_status(dir: &Path, args: &[&str]) -> (bool, String) {
+pub(crate) fn openssl_status(dir: &Path, args: &[&str]) -> (bool, String) {
     let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
 /// A fresh P-256 key and a base64 DER CSR for it: `(key file, csr file)`.
-fn p256_csr(dir: &Path, name: &str) -> (String, String) {
+pub(crate) fn p256_csr(dir: &Path, name: &str) -> (String, String) {
     let key = format!("{name}.key");
     openssl(dir, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &key]);
     csr_for_key(dir, name, &key)
 }
 
-fn csr_for_key(dir: &Path, name: &str, key: &str) -> (String, String) {
+pub(crate) fn csr_for_key(dir: &Path, name: &str, key: &str) -> (String, String) {
     let der = format!("{name}.csr.der");
     openssl(
         dir,
@@ -38,27 +38,29 @@ fn csr_for_key(dir: &Path, name: &str, key: &str) -> (String, String) {
     (key.to_owned(), b64)
 }
 
-struct Est<'a> {
-    s: &'a Server,
-    dir: PathBuf,
+pub(crate) struct Est<'a> {
+    pub(crate) s: &'a Server,
+    pub(crate) dir: PathBuf,
 }
 
 impl Est<'_> {
-    fn url(&self, op: &str) -> String {
+    pub(crate) fn url(&self, op: &str) -> String {
         format!("https://127.0.0.1:{}/.well-known/est/{op}", self.s.device_addr.port())
     }
 
     /// curl; returns (HTTP status, body file).
-    fn curl(&self, op: &str, extra: &[&str], out: &str) -> (u16, String) {
+    pub(crate) fn curl(&self, op: &str, extra: &[&str], out: &str) -> (u16, String) {
         let mut cmd = Command::new("curl");
         cmd.current_dir(&self.dir).args(["-sS", "--tlsv1.3", "--cacert"]).arg(self.s.dir.join("pki/root-ca.pem"));
         cmd.args(extra).args(["-o", out, "-w", "%{http_code}"]).arg(self.url(op));
         let o = cmd.output().unwrap();
         let code = String::from_utf8_lossy(&o.stdout).parse().unwrap_or(0);
-        (code, std::fs::read_to_string(self.dir.join(out)).unwrap_or_default())
+        let body = std::fs::read_to_string(self.dir.join(out)).unwrap_or_default();
+        // No HTTP status: say what curl said.
+        if code == 0 { (code, format!("{body}{}", String::from_utf8_lossy(&o.stderr))) } else { (code, body) }
     }
 
-    fn enroll(&self, op: &str, csr_b64: &str, auth: &[&str], out: &str) -> (u16, String) {
+    pub(crate) fn enroll(&self, op: &str, csr_b64: &str, auth: &[&str], out: &str) -> (u16, String) {
         let mut args = vec!["-H", "Content-Type: application/pkcs10", "--data-binary"];
         let data = format!("@{csr_b64}");
         args.push(&data);
@@ -67,20 +69,20 @@ impl Est<'_> {
     }
 
     /// Turns an EST certs-only response into PEM.
-    fn certs_pem(&self, b64: &str, pem: &str) {
+    pub(crate) fn certs_pem(&self, b64: &str, pem: &str) {
         let der = format!("{b64}.der");
         openssl(&self.dir, &["base64", "-d", "-in", b64, "-out", &der]);
         openssl(&self.dir, &["pkcs7", "-inform", "DER", "-in", &der, "-print_certs", "-out", pem]);
     }
 }
 
-async fn new_device(s: &Server, key: &str, serial: &str) -> String {
+pub(crate) async fn new_device(s: &Server, key: &str, serial: &str) -> String {
     let r = s.client.post("/api/v1/devices", key, device(serial, "high", "g")).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     r.json()["id"].as_str().unwrap().to_owned()
 }
 
-async fn token(s: &Server, key: &str, id: &str) -> String {
+pub(crate) async fn token(s: &Server, key: &str, id: &str) -> String {
     let r = s.client.post(&format!("/api/v1/devices/{id}/enrollment-tokens"), key, json!({})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     r.json()["token"].as_str().unwrap().to_owned()

@@ -12,4 +12,5 @@ mod audit;
 mod durability;
 mod encryption;
 mod identity;
+mod mqtt;
 mod operability;

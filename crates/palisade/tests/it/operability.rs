@@ -86,7 +86,16 @@ async fn the_demo_serves_a_sample_fleet_and_prints_how_to_reach_it() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
     let mut child = tokio::process::Command::new(BIN)
-        .args(["demo", "--console-addr", "127.0.0.1:0", "--device-https-addr", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "demo",
+            "--console-addr",
+            "127.0.0.1:0",
+            "--device-https-addr",
+            "127.0.0.1:0",
+            "--mqtt-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(&dir)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

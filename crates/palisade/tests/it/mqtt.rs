@@ -1,0 +1,211 @@
+//! The device plane with real MQTT clients (`mosquitto_pub`, `mosquitto_sub`).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use hyper::StatusCode;
+use serde_json::json;
+
+use crate::common::Server;
+use crate::identity::{Est, new_device, p256_csr, token};
+
+/// Enrolls a new device over EST; returns (device id, cert file, key file) in `dir`.
+async fn enrolled(s: &Server, admin: &str, dir: &Path, name: &str) -> (String, String, String) {
+    let id = new_device(s, admin, name).await;
+    let tok = token(s, admin, &id).await;
+    let est = Est { s, dir: dir.to_owned() };
+    let (key, csr) = p256_csr(dir, name);
+    let (code, body) = est.enroll("simpleenroll", &csr, &["-u", &format!("{id}:{tok}")], &format!("{name}.b64"));
+    assert_eq!(code, 200, "{body}");
+    let pem = format!("{name}.pem");
+    est.certs_pem(&format!("{name}.b64"), &pem);
+    (id, pem, key)
+}
+
+fn mosquitto(s: &Server, dir: &Path, tool: &str, cert: &str, key: &str, client_id: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(tool);
+    c.current_dir(dir)
+        .args(["-h", "127.0.0.1", "-p", &s.mqtt_addr.port().to_string(), "--tls-version", "tlsv1.3", "--cafile"])
+        .arg(s.dir.join("pki/root-ca.pem"))
+        .args(["--cert", cert, "--key", key, "-i", client_id])
+        .args(args);
+    c
+}
+
+fn publish(s: &Server, dir: &Path, cert: &str, key: &str, id: &str, topic: &str, payload: &str) -> bool {
+    let out =
+        mosquitto(s, dir, "mosquitto_pub", cert, key, id, &["-t", topic, "-q", "1", "-m", payload]).output().unwrap();
+    out.status.success()
+}
+
+async fn findings_of(s: &Server, admin: &str, kind: &str, id: &str) -> usize {
+    let f = s.client.get("/api/v1/findings", admin).await.json();
+    f.as_array().unwrap().iter().filter(|x| x["kind"] == kind && x["device_id"] == id).count()
+}
+
+/// Milliseconds from `since_ms` until the server records the device's session as ended.
+async fn disconnect_delay(s: &Server, id: &str, since_ms: i64) -> Option<i64> {
+    connection_event(s, id, "disconnected", since_ms).await.map(|at| at - since_ms)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// The first connection fact of `event` for the device at or after `since_ms`, polled for up
+/// to 3 s.
+async fn connection_event(s: &Server, id: &str, event: &str, since_ms: i64) -> Option<i64> {
+    let url = format!("sqlite://{}", s.dir.join("palisade.db").display());
+    let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    for _ in 0..150 {
+        let row: Option<(i64,)> = sqlx::query_as(
+            "SELECT at_ms FROM device_connections WHERE device_id = $1 AND event = $2 AND at_ms >= $3 ORDER BY at_ms LIMIT 1",
+        )
+        .bind(id)
+        .bind(event)
+        .bind(since_ms)
+        .fetch_optional(&mut db)
+        .await
+        .unwrap();
+        if let Some((at,)) = row {
+            return Some(at);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// Starts a subscriber on the device's commands topic and waits until its session is live.
+async fn subscriber(s: &Server, dir: &Path, cert: &str, key: &str, id: &str) -> std::process::Child {
+    let topic = format!("devices/{id}/commands");
+    let since = now_ms();
+    let child = mosquitto(s, dir, "mosquitto_sub", cert, key, id, &["-t", &topic, "-q", "1", "-k", "30"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    connection_event(s, id, "connected", since).await.expect("the subscriber never connected");
+    child
+}
+
+#[tokio::test]
+async fn mosquitto_clients_publish_telemetry_and_the_topic_contract_holds() {
+    let s = Server::start().await;
+    let admin = s.api_key("admin");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (id, cert, key) = enrolled(&s, &admin, dir, "m1").await;
+
+    let topic = format!("devices/{id}/telemetry");
+    assert!(publish(&s, dir, &cert, &key, &id, &topic, r#"{"v":1,"seq":7,"net":{"tx_bytes":1234,"rx_bytes":99}}"#));
+    let latest = s.client.get(&format!("/api/v1/devices/{id}/telemetry/latest"), &admin).await;
+    assert_eq!(latest.status, StatusCode::OK, "{}", latest.text());
+    assert_eq!(latest.json()["seq"], 7);
+    assert_eq!(latest.json()["payload"]["net"]["tx_bytes"], 1234);
+
+    // Another device's topic: the session is cut and the attempt recorded.
+    let (other, _, _) = enrolled(&s, &admin, dir, "m2").await;
+    publish(&s, dir, &cert, &key, &id, &format!("devices/{other}/telemetry"), r#"{"v":1}"#);
+    assert_eq!(findings_of(&s, &admin, "acl_violation", &id).await, 1);
+    mosquitto(&s, dir, "mosquitto_sub", &cert, &key, &id, &["-t", "devices/#", "-C", "1", "-W", "2"]).output().unwrap();
+    assert_eq!(
+        findings_of(&s, &admin, "acl_violation", &id).await,
+        2,
+        "a wildcard subscription is refused and recorded"
+    );
+    // A client id other than the device id.
+    assert!(!publish(&s, dir, &cert, &key, "impostor", &topic, r#"{"v":1}"#));
+    assert_eq!(findings_of(&s, &admin, "mqtt_refused", &id).await, 1);
+    // Malformed telemetry is refused (counted), not stored.
+    publish(&s, dir, &cert, &key, &id, &topic, "not json at all");
+    assert_eq!(s.client.get(&format!("/api/v1/devices/{id}/telemetry/latest"), &admin).await.json()["seq"], 7);
+    let metrics = s.client.send(hyper::Method::GET, "/metrics", None, None).await.text();
+    assert!(metrics.contains("reason=\"malformed_json\""), "{metrics}");
+    // Another CA's certificate does not get past the handshake.
+    crate::identity::openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "self.key",
+            "-subj",
+            &format!("/CN={id}"),
+            "-days",
+            "1",
+            "-out",
+            "self.pem",
+        ],
+    );
+    assert!(!publish(&s, dir, "self.pem", "self.key", &id, &topic, r#"{"v":1}"#));
+}
+
+#[tokio::test]
+async fn revocation_pause_and_quarantine_reach_live_sessions_at_once() {
+    let s = Server::start().await;
+    let admin = s.api_key("admin");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (id, cert, key) = enrolled(&s, &admin, dir, "live").await;
+    s.client.post(&format!("/api/v1/devices/{id}/lifecycle"), &admin, json!({"to": "active"})).await;
+
+    // Quarantine restricts the live session at once; release restores it.
+    let mut sub = subscriber(&s, dir, &cert, &key, &id).await;
+    let r = s.client.post(&format!("/api/v1/devices/{id}/quarantine"), &admin, json!({"reason": "test"})).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        publish(&s, dir, &cert, &key, &id, &format!("devices/{id}/events"), r#"{"type":"boot"}"#),
+        "events still flow"
+    );
+    publish(&s, dir, &cert, &key, &id, &format!("devices/{id}/telemetry"), r#"{"v":1,"seq":1}"#);
+    assert_eq!(
+        findings_of(&s, &admin, "acl_violation", &id).await,
+        1,
+        "telemetry from a quarantined device is refused"
+    );
+    s.client.post(&format!("/api/v1/devices/{id}/release"), &admin, json!({})).await;
+    assert!(publish(&s, dir, &cert, &key, &id, &format!("devices/{id}/telemetry"), r#"{"v":1,"seq":2}"#));
+
+    // Pause closes the live session within a second. (One subscriber at a time: two clients
+    // with one id would take the session from each other.)
+    let _ = sub.kill();
+    let _ = sub.wait();
+    sub = subscriber(&s, dir, &cert, &key, &id).await;
+    let t0 = now_ms();
+    s.client.post(&format!("/api/v1/devices/{id}/pause"), &admin, json!({})).await;
+    let delay = disconnect_delay(&s, &id, t0).await.expect("the paused session was not closed");
+    assert!(delay <= 1000, "paused session closed after {delay} ms");
+    let _ = sub.kill();
+    assert!(
+        !publish(&s, dir, &cert, &key, &id, &format!("devices/{id}/events"), "{}"),
+        "a paused device is not admitted"
+    );
+    s.client.post(&format!("/api/v1/devices/{id}/release"), &admin, json!({})).await;
+
+    // Revoking the certificate closes the live session within a second, and new handshakes fail.
+    let mut sub = subscriber(&s, dir, &cert, &key, &id).await;
+    let serial = s.client.get(&format!("/api/v1/devices/{id}/certificates"), &admin).await.json()[0]["serial"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let t0 = now_ms();
+    let r = s
+        .client
+        .post(&format!("/api/v1/certificates/{serial}/revoke"), &admin, json!({"reason": "key_compromise"}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let delay = disconnect_delay(&s, &id, t0).await.expect("the revoked session was not closed");
+    assert!(delay <= 1000, "revoked session closed after {delay} ms");
+    let _ = sub.kill();
+    assert!(
+        !publish(&s, dir, &cert, &key, &id, &format!("devices/{id}/events"), "{}"),
+        "the revoked certificate fails the handshake"
+    );
+}
