@@ -155,24 +155,247 @@ fn identity(leaf: &[u8]) -> Option<(String, String)> {
     Some((cn, cert.raw_serial().iter().map(|b| format!("{b:02x}")).collect()))
 }
 
-type Tls = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
-
-async fn write(stream: &mut Tls, packet: Packet) -> bool {
-    let mut out = BytesMut::new();
-    if packet.write(&mut out, MAX_PACKET).is_err() {
-        return false;
-    }
-    stream.write_all(&out).await.is_ok()
+/// MQTT protocol level of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    V311,
+    V5,
 }
 
-/// Reads one packet, waiting at most until `deadline`.
-async fn read_packet(stream: &mut Tls, buf: &mut BytesMut) -> Result<Packet, &'static str> {
+/// A packet from a device, whatever its protocol version.
+#[derive(Debug)]
+enum In {
+    Connect { client_id: String, keep_alive: u16 },
+    Publish { topic: String, qos: QoS, pkid: u16, payload: bytes::Bytes },
+    Subscribe { pkid: u16, filters: Vec<String> },
+    Unsubscribe { pkid: u16, count: usize },
+    PingReq,
+    PubAck,
+    Disconnect,
+    Other,
+}
+
+/// How a QoS 1 publish is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ack {
+    Stored,
+    NotAuthorized,
+    PayloadInvalid,
+}
+
+/// What the server sends.
+#[derive(Debug)]
+enum Out {
+    ConnAck(Option<&'static str>),
+    ClientIdRefused,
+    PubAck {
+        pkid: u16,
+        ack: Ack,
+    },
+    SubAck {
+        pkid: u16,
+        granted: Vec<bool>,
+    },
+    UnsubAck {
+        pkid: u16,
+        count: usize,
+    },
+    PingResp,
+    /// v5 only: why the server ends the session.
+    Disconnect(v5::DisconnectReasonCode),
+}
+
+use rumqttc::v5::mqttbytes as v5m;
+use rumqttc::v5::mqttbytes::v5;
+
+/// The protocol level of a buffered CONNECT, once enough of it has arrived.
+fn connect_version(buf: &[u8]) -> Result<Option<Version>, &'static str> {
+    // Fixed header, remaining length (1–4 bytes), protocol name (length-prefixed), level.
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    if buf.first().map(|b| b >> 4) != Some(1) {
+        return Err("the first packet is not CONNECT");
+    }
+    let mut i = 1;
     loop {
-        match Packet::read(buf, MAX_PACKET) {
-            Ok(p) => return Ok(p),
-            Err(CodecError::InsufficientBytes(_)) => {}
-            Err(CodecError::PayloadSizeLimitExceeded(_)) => return Err("packet too large"),
-            Err(_) => return Err("malformed packet"),
+        let Some(b) = buf.get(i) else { return Ok(None) };
+        i += 1;
+        if b & 0x80 == 0 {
+            break;
+        }
+        if i > 4 {
+            return Err("malformed packet");
+        }
+    }
+    let (Some(hi), Some(lo)) = (buf.get(i), buf.get(i + 1)) else { return Ok(None) };
+    let name_len = usize::from(u16::from_be_bytes([*hi, *lo]));
+    match buf.get(i + 2 + name_len) {
+        None => Ok(None),
+        Some(4) => Ok(Some(Version::V311)),
+        Some(5) => Ok(Some(Version::V5)),
+        Some(_) => Err("unsupported MQTT protocol level"),
+    }
+}
+
+impl Version {
+    fn read(self, buf: &mut BytesMut) -> Result<Option<In>, &'static str> {
+        match self {
+            Self::V311 => match Packet::read(buf, MAX_PACKET) {
+                Ok(p) => Ok(Some(match p {
+                    Packet::Connect(c) => In::Connect { client_id: c.client_id, keep_alive: c.keep_alive },
+                    Packet::Publish(p) => In::Publish { topic: p.topic, qos: p.qos, pkid: p.pkid, payload: p.payload },
+                    Packet::Subscribe(s) => {
+                        In::Subscribe { pkid: s.pkid, filters: s.filters.into_iter().map(|f| f.path).collect() }
+                    }
+                    Packet::Unsubscribe(u) => In::Unsubscribe { pkid: u.pkid, count: u.topics.len() },
+                    Packet::PingReq => In::PingReq,
+                    Packet::PubAck(_) => In::PubAck,
+                    Packet::Disconnect => In::Disconnect,
+                    _ => In::Other,
+                })),
+                Err(CodecError::InsufficientBytes(_)) => Ok(None),
+                Err(CodecError::PayloadSizeLimitExceeded(_)) => Err("packet too large"),
+                Err(_) => Err("malformed packet"),
+            },
+            Self::V5 => match v5::Packet::read(buf, u32::try_from(MAX_PACKET).ok()) {
+                Ok(p) => Ok(Some(match p {
+                    v5::Packet::Connect(c, _, _) => In::Connect { client_id: c.client_id, keep_alive: c.keep_alive },
+                    v5::Packet::Publish(p) => In::Publish {
+                        topic: String::from_utf8(p.topic.to_vec()).map_err(|_| "topic is not UTF-8")?,
+                        qos: match p.qos {
+                            v5m::QoS::AtMostOnce => QoS::AtMostOnce,
+                            v5m::QoS::AtLeastOnce => QoS::AtLeastOnce,
+                            v5m::QoS::ExactlyOnce => QoS::ExactlyOnce,
+                        },
+                        pkid: p.pkid,
+                        payload: p.payload,
+                    },
+                    v5::Packet::Subscribe(s) => {
+                        In::Subscribe { pkid: s.pkid, filters: s.filters.into_iter().map(|f| f.path).collect() }
+                    }
+                    v5::Packet::Unsubscribe(u) => In::Unsubscribe { pkid: u.pkid, count: u.filters.len() },
+                    v5::Packet::PingReq(_) => In::PingReq,
+                    v5::Packet::PubAck(_) => In::PubAck,
+                    v5::Packet::Disconnect(_) => In::Disconnect,
+                    _ => In::Other,
+                })),
+                Err(v5m::Error::InsufficientBytes(_)) => Ok(None),
+                Err(v5m::Error::PayloadSizeLimitExceeded { .. }) => Err("packet too large"),
+                Err(_) => Err("malformed packet"),
+            },
+        }
+    }
+
+    fn encode(self, out: Out, bytes: &mut BytesMut) -> bool {
+        match self {
+            Self::V311 => {
+                let packet = match out {
+                    Out::ConnAck(None) => Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false)),
+                    Out::ConnAck(Some(_)) => Packet::ConnAck(ConnAck::new(ConnectReturnCode::NotAuthorized, false)),
+                    Out::ClientIdRefused => Packet::ConnAck(ConnAck::new(ConnectReturnCode::BadClientId, false)),
+                    Out::PubAck { pkid, .. } => Packet::PubAck(PubAck::new(pkid)),
+                    Out::SubAck { pkid, granted } => Packet::SubAck(SubAck::new(
+                        pkid,
+                        granted
+                            .into_iter()
+                            .map(|g| {
+                                if g {
+                                    SubscribeReasonCode::Success(QoS::AtLeastOnce)
+                                } else {
+                                    SubscribeReasonCode::Failure
+                                }
+                            })
+                            .collect(),
+                    )),
+                    Out::UnsubAck { pkid, .. } => Packet::UnsubAck(UnsubAck::new(pkid)),
+                    Out::PingResp => Packet::PingResp,
+                    Out::Disconnect(_) => return true, // MQTT 3.1.1 has no server DISCONNECT: just close.
+                };
+                packet.write(bytes, MAX_PACKET).is_ok()
+            }
+            Self::V5 => {
+                let packet = match out {
+                    Out::ConnAck(None) => v5::Packet::ConnAck(v5::ConnAck {
+                        session_present: false,
+                        code: v5::ConnectReturnCode::Success,
+                        properties: None,
+                    }),
+                    Out::ConnAck(Some(_)) => v5::Packet::ConnAck(v5::ConnAck {
+                        session_present: false,
+                        code: v5::ConnectReturnCode::NotAuthorized,
+                        properties: None,
+                    }),
+                    Out::ClientIdRefused => v5::Packet::ConnAck(v5::ConnAck {
+                        session_present: false,
+                        code: v5::ConnectReturnCode::ClientIdentifierNotValid,
+                        properties: None,
+                    }),
+                    Out::PubAck { pkid, ack } => v5::Packet::PubAck(v5::PubAck {
+                        pkid,
+                        reason: match ack {
+                            Ack::Stored => v5::PubAckReason::Success,
+                            Ack::NotAuthorized => v5::PubAckReason::NotAuthorized,
+                            Ack::PayloadInvalid => v5::PubAckReason::PayloadFormatInvalid,
+                        },
+                        properties: None,
+                    }),
+                    Out::SubAck { pkid, granted } => v5::Packet::SubAck(v5::SubAck {
+                        pkid,
+                        return_codes: granted
+                            .into_iter()
+                            .map(|g| {
+                                if g {
+                                    v5::SubscribeReasonCode::Success(v5m::QoS::AtLeastOnce)
+                                } else {
+                                    v5::SubscribeReasonCode::NotAuthorized
+                                }
+                            })
+                            .collect(),
+                        properties: None,
+                    }),
+                    Out::UnsubAck { pkid, count } => v5::Packet::UnsubAck(v5::UnsubAck {
+                        pkid,
+                        reasons: vec![v5::UnsubAckReason::Success; count],
+                        properties: None,
+                    }),
+                    Out::PingResp => v5::Packet::PingResp(v5::PingResp),
+                    Out::Disconnect(reason_code) => {
+                        v5::Packet::Disconnect(v5::Disconnect { reason_code, properties: None })
+                    }
+                };
+                packet.write(bytes, u32::try_from(MAX_PACKET).ok()).is_ok()
+            }
+        }
+    }
+}
+
+type Tls = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+async fn write(stream: &mut Tls, version: Version, out: Out) -> bool {
+    let mut bytes = BytesMut::new();
+    if !version.encode(out, &mut bytes) {
+        return false;
+    }
+    stream.write_all(&bytes).await.is_ok()
+}
+
+/// Reads until the CONNECT's protocol level is known, then the CONNECT itself.
+async fn read_connect(stream: &mut Tls, buf: &mut BytesMut) -> Result<(Version, In), &'static str> {
+    loop {
+        if let Some(version) = connect_version(buf)? {
+            loop {
+                if let Some(p) = version.read(buf)? {
+                    return Ok((version, p));
+                }
+                match stream.read_buf(buf).await {
+                    Ok(0) | Err(_) => return Err("connection closed"),
+                    Ok(_) => {}
+                }
+            }
+        }
+        if buf.len() > 64 {
+            return Err("malformed CONNECT");
         }
         match stream.read_buf(buf).await {
             Ok(0) | Err(_) => return Err("connection closed"),
@@ -199,13 +422,18 @@ async fn connection(
         }
     };
     let mut buf = BytesMut::with_capacity(4096);
-    let connect = match tokio::time::timeout(CONNECT_TIMEOUT, read_packet(&mut stream, &mut buf)).await {
-        Ok(Ok(Packet::Connect(c))) => c,
-        _ => {
-            record("refused", "no CONNECT".into()).await;
-            return;
-        }
-    };
+    let (version, client_id, keep_alive) =
+        match tokio::time::timeout(CONNECT_TIMEOUT, read_connect(&mut stream, &mut buf)).await {
+            Ok(Ok((v, In::Connect { client_id, keep_alive }))) => (v, client_id, keep_alive),
+            Ok(Err(why)) => {
+                record("refused", why.into()).await;
+                return;
+            }
+            _ => {
+                record("refused", "no CONNECT".into()).await;
+                return;
+            }
+        };
     // Admission: the device exists and may connect; its certificate is still valid here.
     let admitted = admit(&state, &device_id, &serial).await;
     let quarantined = match admitted {
@@ -216,22 +444,22 @@ async fn connection(
                 .store
                 .add_finding("mqtt_refused".into(), Some(device_id.clone()), format!("{why} (from {ip})"), now_ms())
                 .await;
-            write(&mut stream, Packet::ConnAck(ConnAck::new(ConnectReturnCode::NotAuthorized, false))).await;
+            write(&mut stream, version, Out::ConnAck(Some(why))).await;
             return;
         }
     };
     let mut session = Session::new(&device_id, quarantined, now_ms());
-    if let Err(refusal) = session.connect(&connect.client_id, connect.keep_alive, now_ms()) {
+    if let Err(refusal) = session.connect(&client_id, keep_alive, now_ms()) {
         let why = match refusal {
             ConnectRefusal::ClientIdMismatch => "client id is not the device id",
             ConnectRefusal::AlreadyConnected => "second CONNECT",
         };
-        record("refused", format!("{why}: {:.64?}", connect.client_id)).await;
+        record("refused", format!("{why}: {client_id:.64?}")).await;
         let _ = state
             .store
             .add_finding("mqtt_refused".into(), Some(device_id.clone()), format!("{why} (from {ip})"), now_ms())
             .await;
-        write(&mut stream, Packet::ConnAck(ConnAck::new(ConnectReturnCode::BadClientId, false))).await;
+        write(&mut stream, version, Out::ClientIdRefused).await;
         return;
     }
     // One live session per device: the newer one takes over.
@@ -251,11 +479,30 @@ async fn connection(
                 .await;
         }
     }
-    if !write(&mut stream, Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false))).await {
+    if !write(&mut stream, version, Out::ConnAck(None)).await {
         return;
     }
-    record("connected", format!("keep_alive={}s", connect.keep_alive)).await;
-    let reason = run(&state, &mut stream, &mut buf, &mut session, &mut rx, &mut shutdown, &ip).await;
+    let v = if version == Version::V5 { "5" } else { "3.1.1" };
+    record("connected", format!("mqtt={v} keep_alive={keep_alive}s")).await;
+    let reason = run(&state, &mut stream, version, &mut buf, &mut session, &mut rx, &mut shutdown, &ip).await;
+    if version == Version::V5 {
+        let code = match reason {
+            "certificate revoked" | "device paused" | "device decommissioned" => {
+                v5::DisconnectReasonCode::NotAuthorized
+            }
+            "taken over by a newer session" => v5::DisconnectReasonCode::SessionTakenOver,
+            "keep-alive expired" => v5::DisconnectReasonCode::KeepAliveTimeout,
+            "server shutting down" => v5::DisconnectReasonCode::ServerShuttingDown,
+            "packet too large" => v5::DisconnectReasonCode::PacketTooLarge,
+            "malformed packet" => v5::DisconnectReasonCode::MalformedPacket,
+            "topic not allowed" => v5::DisconnectReasonCode::NotAuthorized,
+            "QoS 2 is not supported" => v5::DisconnectReasonCode::QoSNotSupported,
+            _ => v5::DisconnectReasonCode::UnspecifiedError,
+        };
+        if !matches!(reason, "client disconnected" | "connection closed") {
+            write(&mut stream, version, Out::Disconnect(code)).await;
+        }
+    }
     let _ = stream.shutdown().await;
     {
         let mut sessions = state.plane.lock();
@@ -284,22 +531,25 @@ async fn admit(state: &AppState, device_id: &str, serial: &str) -> Result<bool, 
 }
 
 /// The session loop; returns why it ended.
+#[allow(clippy::too_many_arguments)]
 async fn run(
     state: &AppState,
     stream: &mut Tls,
+    version: Version,
     buf: &mut BytesMut,
     session: &mut Session,
     rx: &mut mpsc::Receiver<Control>,
     shutdown: &mut watch::Receiver<bool>,
     ip: &str,
 ) -> &'static str {
+    let deny = |reason: &str| {
+        state.metrics.denials.get_or_create(&crate::metrics::DenialLabels { reason: reason.into() }).inc()
+    };
     loop {
         // Packets already buffered first.
-        let packet = match Packet::read(buf, MAX_PACKET) {
-            Ok(p) => Some(p),
-            Err(CodecError::InsufficientBytes(_)) => None,
-            Err(CodecError::PayloadSizeLimitExceeded(_)) => return "packet too large",
-            Err(_) => return "malformed packet",
+        let packet = match version.read(buf) {
+            Ok(p) => p,
+            Err(why) => return why,
         };
         let Some(packet) = packet else {
             let wait = session
@@ -323,48 +573,46 @@ async fn run(
             }
         };
         session.seen(now_ms());
-        match packet {
-            Packet::Publish(p) => {
-                let kind = match session.authorize_publish(&p.topic) {
-                    Ok(k) => k,
+        let reply = match packet {
+            In::Publish { topic, qos, pkid, payload } => {
+                if qos == QoS::ExactlyOnce {
+                    return "QoS 2 is not supported";
+                }
+                let ack = match session.authorize_publish(&topic) {
                     Err(v) => {
                         let detail = format!("{v} (from {ip})");
                         let _ = state
                             .store
                             .add_finding("acl_violation".into(), Some(session.device_id().to_owned()), detail, now_ms())
                             .await;
-                        state
-                            .metrics
-                            .denials
-                            .get_or_create(&crate::metrics::DenialLabels { reason: "mqtt_acl".into() })
-                            .inc();
-                        return "topic not allowed";
-                    }
-                };
-                if p.qos == QoS::ExactlyOnce {
-                    return "QoS 2 is not supported";
-                }
-                match accept(session, kind, &p.payload) {
-                    Ok(msg) => {
-                        if let Err(e) = state.store.ingest(msg).await {
-                            tracing::error!(error = %e, "cannot store a device message");
-                            return "storage unavailable";
+                        deny("mqtt_acl");
+                        // MQTT 5 refuses the message and keeps the session; 3.1.1 can only close.
+                        if version == Version::V311 {
+                            return "topic not allowed";
                         }
+                        Ack::NotAuthorized
                     }
-                    Err(why) => {
-                        // MQTT 3.1.1 cannot carry a reason: count it, acknowledge, keep going.
-                        state.metrics.denials.get_or_create(&crate::metrics::DenialLabels { reason: why.into() }).inc();
-                    }
-                }
-                if p.qos == QoS::AtLeastOnce && !write(stream, Packet::PubAck(PubAck::new(p.pkid))).await {
-                    return "connection closed";
-                }
+                    Ok(kind) => match accept(session, kind, &payload) {
+                        Ok(msg) => {
+                            if let Err(e) = state.store.ingest(msg).await {
+                                tracing::error!(error = %e, "cannot store a device message");
+                                return "storage unavailable";
+                            }
+                            Ack::Stored
+                        }
+                        Err(why) => {
+                            deny(why);
+                            Ack::PayloadInvalid
+                        }
+                    },
+                };
+                (qos == QoS::AtLeastOnce).then_some(Out::PubAck { pkid, ack })
             }
-            Packet::Subscribe(s) => {
-                let mut codes = Vec::with_capacity(s.filters.len());
-                for f in &s.filters {
-                    match session.authorize_subscribe(&f.path) {
-                        Ok(()) => codes.push(SubscribeReasonCode::Success(QoS::AtLeastOnce)),
+            In::Subscribe { pkid, filters } => {
+                let mut granted = Vec::with_capacity(filters.len());
+                for f in &filters {
+                    match session.authorize_subscribe(f) {
+                        Ok(()) => granted.push(true),
                         Err(v) => {
                             let detail = format!("{v} (from {ip})");
                             let _ = state
@@ -376,27 +624,24 @@ async fn run(
                                     now_ms(),
                                 )
                                 .await;
-                            codes.push(SubscribeReasonCode::Failure);
+                            deny("mqtt_acl");
+                            granted.push(false);
                         }
                     }
                 }
-                if !write(stream, Packet::SubAck(SubAck::new(s.pkid, codes))).await {
-                    return "connection closed";
-                }
+                Some(Out::SubAck { pkid, granted })
             }
-            Packet::Unsubscribe(u) => {
-                if !write(stream, Packet::UnsubAck(UnsubAck::new(u.pkid))).await {
-                    return "connection closed";
-                }
-            }
-            Packet::PingReq => {
-                if !write(stream, Packet::PingResp).await {
-                    return "connection closed";
-                }
-            }
-            Packet::PubAck(_) => {}
-            Packet::Disconnect => return "client disconnected",
-            _ => return "unexpected packet",
+            In::Unsubscribe { pkid, count } => Some(Out::UnsubAck { pkid, count }),
+            In::PingReq => Some(Out::PingResp),
+            In::PubAck => None,
+            In::Disconnect => return "client disconnected",
+            In::Connect { .. } => return "second CONNECT",
+            In::Other => return "unexpected packet",
+        };
+        if let Some(out) = reply
+            && !write(stream, version, out).await
+        {
+            return "connection closed";
         }
     }
 }

@@ -209,3 +209,45 @@ async fn revocation_pause_and_quarantine_reach_live_sessions_at_once() {
         "the revoked certificate fails the handshake"
     );
 }
+
+#[tokio::test]
+async fn mqtt_5_clients_get_reason_codes() {
+    let s = Server::start().await;
+    let admin = s.api_key("admin");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (id, cert, key) = enrolled(&s, &admin, dir, "v5").await;
+    let topic = format!("devices/{id}/telemetry");
+    let pub5 = |topic: &str, payload: &str| {
+        mosquitto(&s, dir, "mosquitto_pub", &cert, &key, &id, &["-V", "mqttv5", "-t", topic, "-q", "1", "-m", payload])
+            .output()
+            .unwrap()
+    };
+    let out = pub5(&topic, r#"{"v":1,"seq":11}"#);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(s.client.get(&format!("/api/v1/devices/{id}/telemetry/latest"), &admin).await.json()["seq"], 11);
+    // Malformed telemetry: PUBACK with reason 0x99 (payload format invalid).
+    let out = pub5(&topic, "{not json");
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(err.contains("payload format invalid"), "{err}");
+    // Another device's topic: PUBACK with reason 0x87 (not authorized), recorded.
+    let out = pub5("devices/0000000000000000000z/telemetry", r#"{"v":1}"#);
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(err.contains("not authorized"), "{err}");
+    assert_eq!(findings_of(&s, &admin, "acl_violation", &id).await, 1);
+    // A client id that is not the device id: CONNACK "client identifier not valid".
+    let out = mosquitto(
+        &s,
+        dir,
+        "mosquitto_pub",
+        &cert,
+        &key,
+        "impostor",
+        &["-V", "mqttv5", "-t", &topic, "-q", "1", "-m", "{}"],
+    )
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(err.contains("client identifier not valid"), "{err}");
+}
