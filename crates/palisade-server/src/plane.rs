@@ -258,6 +258,11 @@ impl Version {
                 Err(CodecError::PayloadSizeLimitExceeded(_)) => Err("packet too large"),
                 Err(_) => Err("malformed packet"),
             },
+            // A bare DISCONNECT (no reason code: "normal") is valid MQTT 5 that the codec refuses.
+            Self::V5 if buf.starts_with(&[0xe0, 0x00]) => {
+                let _ = buf.split_to(2);
+                Ok(Some(In::Disconnect))
+            }
             Self::V5 => match v5::Packet::read(buf, u32::try_from(MAX_PACKET).ok()) {
                 Ok(p) => Ok(Some(match p {
                     v5::Packet::Connect(c, _, _) => In::Connect { client_id: c.client_id, keep_alive: c.keep_alive },
@@ -662,4 +667,37 @@ fn accept(session: &Session, kind: TopicKind, payload: &[u8]) -> Result<DeviceMe
         quarantined: session.is_quarantined(),
         payload: value.to_string(),
     })
+}
+
+/// Feeds raw bytes from a device through everything the plane parses before storage: protocol
+/// detection, the frame decoder of either version, the topic rules and payload validation.
+/// For the fuzz harness (`tests/fuzz_mqtt.rs`); returns how many packets decoded.
+#[doc(hidden)]
+pub fn fuzz_decode(bytes: &[u8]) -> usize {
+    let Ok(Some(version)) = connect_version(bytes) else { return 0 };
+    let mut buf = BytesMut::from(bytes);
+    let mut session = Session::new("06h05qdcsfk8ph7e73kt", false, 0);
+    let mut n = 0;
+    while let Ok(Some(packet)) = version.read(&mut buf) {
+        n += 1;
+        match packet {
+            In::Connect { client_id, keep_alive } => {
+                let _ = session.connect(&client_id, keep_alive, 0);
+            }
+            In::Publish { topic, payload, .. } => {
+                if let Ok(kind) = session.authorize_publish(&topic) {
+                    let _ = accept(&session, kind, &payload);
+                }
+            }
+            In::Subscribe { filters, .. } => {
+                for f in &filters {
+                    let _ = session.authorize_subscribe(f);
+                }
+            }
+            _ => {}
+        }
+        let mut out = BytesMut::new();
+        let _ = version.encode(Out::PubAck { pkid: 1, ack: Ack::PayloadInvalid }, &mut out);
+    }
+    n
 }
