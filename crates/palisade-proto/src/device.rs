@@ -211,3 +211,24 @@ mod tests {
         assert!(e.contains("unknown variant `hacked`"), "{e}");
     }
 }
+
+/// `POST /api/v1/devices/{id}/commands`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommandRequest {
+    /// ping, reboot, wipe, quarantine-mode, rotate-credentials, collect-diagnostics.
+    pub command: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CommandView {
+    pub id: String,
+    pub command: String,
+    /// queued, sent, delivered, done or failed.
+    pub status: String,
+    pub created_at: String,
+    pub updated_at: Option<String>,
+    /// What the device answered on `commands/result`.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+}

@@ -37,6 +37,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 enum Control {
     Close(&'static str),
     Quarantine(bool),
+    /// New commands wait in the outbox.
+    Deliver,
 }
 
 struct Live {
@@ -79,6 +81,11 @@ impl Plane {
             LifecycleState::Active => self.send(device, Control::Quarantine(false)),
             _ => {}
         }
+    }
+
+    /// A command was queued for the device: deliver it now if the device is listening.
+    pub fn deliver(&self, device: &str) {
+        self.send(device, Control::Deliver);
     }
 
     /// A certificate (by serial) or a whole device (`device:<id>`) was revoked.
@@ -170,7 +177,7 @@ enum In {
     Subscribe { pkid: u16, filters: Vec<String> },
     Unsubscribe { pkid: u16, count: usize },
     PingReq,
-    PubAck,
+    PubAck { pkid: u16 },
     Disconnect,
     Other,
 }
@@ -201,6 +208,12 @@ enum Out {
         count: usize,
     },
     PingResp,
+    /// A command to the device, QoS 1.
+    Publish {
+        topic: String,
+        pkid: u16,
+        payload: Vec<u8>,
+    },
     /// v5 only: why the server ends the session.
     Disconnect(v5::DisconnectReasonCode),
 }
@@ -250,7 +263,7 @@ impl Version {
                     }
                     Packet::Unsubscribe(u) => In::Unsubscribe { pkid: u.pkid, count: u.topics.len() },
                     Packet::PingReq => In::PingReq,
-                    Packet::PubAck(_) => In::PubAck,
+                    Packet::PubAck(a) => In::PubAck { pkid: a.pkid },
                     Packet::Disconnect => In::Disconnect,
                     _ => In::Other,
                 })),
@@ -281,7 +294,7 @@ impl Version {
                     }
                     v5::Packet::Unsubscribe(u) => In::Unsubscribe { pkid: u.pkid, count: u.filters.len() },
                     v5::Packet::PingReq(_) => In::PingReq,
-                    v5::Packet::PubAck(_) => In::PubAck,
+                    v5::Packet::PubAck(a) => In::PubAck { pkid: a.pkid },
                     v5::Packet::Disconnect(_) => In::Disconnect,
                     _ => In::Other,
                 })),
@@ -315,6 +328,11 @@ impl Version {
                     )),
                     Out::UnsubAck { pkid, .. } => Packet::UnsubAck(UnsubAck::new(pkid)),
                     Out::PingResp => Packet::PingResp,
+                    Out::Publish { topic, pkid, payload } => {
+                        let mut p = rumqttc::mqttbytes::v4::Publish::new(topic, QoS::AtLeastOnce, payload);
+                        p.pkid = pkid;
+                        Packet::Publish(p)
+                    }
                     Out::Disconnect(_) => return true, // MQTT 3.1.1 has no server DISCONNECT: just close.
                 };
                 packet.write(bytes, MAX_PACKET).is_ok()
@@ -365,6 +383,11 @@ impl Version {
                         properties: None,
                     }),
                     Out::PingResp => v5::Packet::PingResp(v5::PingResp),
+                    Out::Publish { topic, pkid, payload } => {
+                        let mut p = v5::Publish::new(topic, v5m::QoS::AtLeastOnce, payload, None);
+                        p.pkid = pkid;
+                        v5::Packet::Publish(p)
+                    }
                     Out::Disconnect(reason_code) => {
                         v5::Packet::Disconnect(v5::Disconnect { reason_code, properties: None })
                     }
@@ -550,6 +573,7 @@ async fn run(
     let deny = |reason: &str| {
         state.metrics.denials.get_or_create(&crate::metrics::DenialLabels { reason: reason.into() }).inc()
     };
+    let mut outbox = Outbox::default();
     loop {
         // Packets already buffered first.
         let packet = match version.read(buf) {
@@ -566,9 +590,21 @@ async fn run(
                     Ok(_) => continue,
                 },
                 ctl = rx.recv() => match ctl {
-                    Some(Control::Close(why)) => return why,
+                    Some(Control::Close(why)) => {
+                        // A decommissioned device still gets its wipe command, if it listens.
+                        if why == "device decommissioned" {
+                            outbox.deliver(state, stream, version, session).await;
+                        }
+                        return why;
+                    }
                     Some(Control::Quarantine(q)) => {
                         session.set_quarantined(q);
+                        continue;
+                    }
+                    Some(Control::Deliver) => {
+                        if !outbox.deliver(state, stream, version, session).await {
+                            return "connection closed";
+                        }
                         continue;
                     }
                     None => return "session replaced",
@@ -599,9 +635,19 @@ async fn run(
                     }
                     Ok(kind) => match accept(session, kind, &payload) {
                         Ok(msg) => {
+                            let result =
+                                (kind == TopicKind::CommandResult).then(|| command_result(&msg.payload)).flatten();
                             if let Err(e) = state.store.ingest(msg).await {
                                 tracing::error!(error = %e, "cannot store a device message");
                                 return "storage unavailable";
+                            }
+                            if let Some((id, status, detail)) = result {
+                                let dev = session.device_id().to_owned();
+                                if let Err(e) =
+                                    state.store.set_command_status(dev, id, status, Some(detail), now_ms()).await
+                                {
+                                    tracing::error!(error = %e, "cannot record a command result");
+                                }
                             }
                             Ack::Stored
                         }
@@ -634,11 +680,31 @@ async fn run(
                         }
                     }
                 }
-                Some(Out::SubAck { pkid, granted })
+                let commands = granted.iter().any(|g| *g);
+                if !write(stream, version, Out::SubAck { pkid, granted }).await {
+                    return "connection closed";
+                }
+                if commands {
+                    outbox.subscribed = true;
+                    if !outbox.deliver(state, stream, version, session).await {
+                        return "connection closed";
+                    }
+                }
+                None
             }
             In::Unsubscribe { pkid, count } => Some(Out::UnsubAck { pkid, count }),
             In::PingReq => Some(Out::PingResp),
-            In::PubAck => None,
+            In::PubAck { pkid } => {
+                if let Some(id) = outbox.inflight.remove(&pkid)
+                    && let Err(e) = state
+                        .store
+                        .set_command_status(session.device_id().to_owned(), id, "delivered", None, now_ms())
+                        .await
+                {
+                    tracing::error!(error = %e, "cannot record a command delivery");
+                }
+                None
+            }
             In::Disconnect => return "client disconnected",
             In::Connect { .. } => return "second CONNECT",
             In::Other => return "unexpected packet",
@@ -649,6 +715,62 @@ async fn run(
             return "connection closed";
         }
     }
+}
+
+/// Commands sent and not yet acknowledged, on one connection.
+#[derive(Default)]
+struct Outbox {
+    subscribed: bool,
+    next_pkid: u16,
+    inflight: HashMap<u16, String>,
+}
+
+/// Commands in flight at most per session.
+const MAX_INFLIGHT: usize = 16;
+
+impl Outbox {
+    /// Sends the device's pending commands (if it listens); false when the connection broke.
+    async fn deliver(&mut self, state: &AppState, stream: &mut Tls, version: Version, session: &Session) -> bool {
+        if !self.subscribed {
+            return true;
+        }
+        let device = session.device_id().to_owned();
+        let pending = match state.store.pending_commands(&device).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the command outbox");
+                return true;
+            }
+        };
+        for c in pending {
+            if self.inflight.len() >= MAX_INFLIGHT || self.inflight.values().any(|id| *id == c.id) {
+                continue;
+            }
+            self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
+            let pkid = self.next_pkid;
+            let payload = serde_json::json!({ "id": c.id, "command": c.command }).to_string().into_bytes();
+            let topic = format!("devices/{device}/commands");
+            if !write(stream, version, Out::Publish { topic, pkid, payload }).await {
+                return false;
+            }
+            self.inflight.insert(pkid, c.id.clone());
+            if let Err(e) = state.store.set_command_status(device.clone(), c.id, "sent", None, now_ms()).await {
+                tracing::error!(error = %e, "cannot record a command as sent");
+            }
+        }
+        true
+    }
+}
+
+/// `{"id": "...", "status": "done" | "failed", ...}` on `commands/result`.
+fn command_result(payload: &str) -> Option<(String, &'static str, String)> {
+    let v: serde_json::Value = serde_json::from_str(payload).ok()?;
+    let id = v.get("id")?.as_str()?.chars().take(64).collect();
+    let status = match v.get("status")?.as_str()? {
+        "done" | "ok" => "done",
+        _ => "failed",
+    };
+    Some((id, status, payload.chars().take(4096).collect()))
 }
 
 /// Validates a payload into a message to store.

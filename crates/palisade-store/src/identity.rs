@@ -498,12 +498,68 @@ pub async fn queue_command<D: Db>(
     Ok(id)
 }
 
-pub async fn commands_of<D: Db>(db: &mut D, device_id: &str) -> Result<Vec<(String, String, String)>, StoreError> {
+/// A command in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub id: String,
+    pub device_id: String,
+    pub command: String,
+    /// queued → sent → delivered → done | failed
+    pub status: String,
+    pub created_ms: i64,
+    pub updated_ms: Option<i64>,
+    pub result: Option<String>,
+}
+
+const COMMAND_COLUMNS: &str = "id, device_id, command, status, created_ms, updated_ms, result";
+
+fn decode_command(r: &Row) -> Result<Command, StoreError> {
+    Ok(Command {
+        id: r.text(0)?,
+        device_id: r.text(1)?,
+        command: r.text(2)?,
+        status: r.text(3)?,
+        created_ms: r.int(4)?,
+        updated_ms: r.opt_int(5)?,
+        result: r.opt_text(6)?,
+    })
+}
+
+pub async fn commands_of<D: Db>(db: &mut D, device_id: &str) -> Result<Vec<Command>, StoreError> {
     let rows = db
         .query(
-            "SELECT id, command, status FROM device_commands WHERE device_id = $1 ORDER BY created_ms",
+            &format!("SELECT {COMMAND_COLUMNS} FROM device_commands WHERE device_id = $1 ORDER BY created_ms, id"),
             args![device_id],
         )
         .await?;
-    rows.iter().map(|r| Ok((r.text(0)?, r.text(1)?, r.text(2)?))).collect()
+    rows.iter().map(decode_command).collect()
+}
+
+/// Commands not yet acknowledged by the device (queued, or sent without a PUBACK).
+pub async fn pending_commands<D: Db>(db: &mut D, device_id: &str) -> Result<Vec<Command>, StoreError> {
+    let rows = db
+        .query(
+            &format!("SELECT {COMMAND_COLUMNS} FROM device_commands WHERE device_id = $1 AND status IN ('queued', 'sent') ORDER BY created_ms, id"),
+            args![device_id],
+        )
+        .await?;
+    rows.iter().map(decode_command).collect()
+}
+
+/// Moves a command forward; a result (from the device) is kept as given.
+pub async fn set_command_status<D: Db>(
+    db: &mut D,
+    device_id: &str,
+    id: &str,
+    status: &str,
+    result: Option<&str>,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = db
+        .exec(
+            "UPDATE device_commands SET status = $3, result = coalesce($4, result), updated_ms = $5 WHERE id = $1 AND device_id = $2",
+            args![id, device_id, status, result, now_ms],
+        )
+        .await?;
+    Ok(n == 1)
 }

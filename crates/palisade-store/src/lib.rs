@@ -445,8 +445,40 @@ impl Store {
         read_op!(self, "finding.list", |c| identity::findings(c, kind).await)
     }
 
-    pub async fn commands_of(&self, device_id: &str) -> Result<Vec<(String, String, String)>, StoreError> {
+    pub async fn commands_of(&self, device_id: &str) -> Result<Vec<identity::Command>, StoreError> {
         read_op!(self, "command.list", |c| identity::commands_of(c, device_id).await)
+    }
+
+    pub async fn pending_commands(&self, device_id: &str) -> Result<Vec<identity::Command>, StoreError> {
+        read_op!(self, "command.pending", |c| identity::pending_commands(c, device_id).await)
+    }
+
+    pub async fn queue_command(
+        &self,
+        device_id: String,
+        command: String,
+        ctx: AuditContext,
+    ) -> Result<String, StoreError> {
+        write_op!(self, "command.queue", |c| identity::queue_command(c, &device_id, &command, &ctx).await)
+    }
+
+    pub async fn set_command_status(
+        &self,
+        device_id: String,
+        id: String,
+        status: &'static str,
+        result: Option<String>,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        write_op!(self, "command.status", |c| identity::set_command_status(
+            c,
+            &device_id,
+            &id,
+            status,
+            result.as_deref(),
+            now_ms
+        )
+        .await)
     }
 
     // --- device plane -----------------------------------------------------------------------

@@ -8,12 +8,14 @@ const SQLITE: &[(i64, &str)] = &[
     (2, include_str!("../migrations/sqlite/0002_access.sql")),
     (3, include_str!("../migrations/sqlite/0003_identity.sql")),
     (4, include_str!("../migrations/sqlite/0004_device_plane.sql")),
+    (5, include_str!("../migrations/sqlite/0005_commands.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_foundation.sql")),
     (2, include_str!("../migrations/postgres/0002_access.sql")),
     (3, include_str!("../migrations/postgres/0003_identity.sql")),
     (4, include_str!("../migrations/postgres/0004_device_plane.sql")),
+    (5, include_str!("../migrations/postgres/0005_commands.sql")),
 ];
 
 /// Applies every migration not yet applied. Runs inside the caller's transaction (DDL is

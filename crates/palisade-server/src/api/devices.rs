@@ -357,3 +357,58 @@ pub async fn latest_telemetry(
         payload: serde_json::from_str(&m.payload).unwrap_or(serde_json::Value::Null),
     }))
 }
+
+const COMMANDS: &[&str] = &["ping", "reboot", "wipe", "quarantine-mode", "rotate-credentials", "collect-diagnostics"];
+
+fn command_view(c: &palisade_store::identity::Command) -> palisade_proto::CommandView {
+    palisade_proto::CommandView {
+        id: c.id.clone(),
+        command: c.command.clone(),
+        status: c.status.clone(),
+        created_at: convert::rfc3339(c.created_ms),
+        updated_at: c.updated_ms.map(convert::rfc3339),
+        result: c.result.as_deref().and_then(|r| serde_json::from_str(r).ok()),
+    }
+}
+
+/// Queue a command; it is delivered over MQTT (QoS 1) now or when the device next listens.
+#[utoipa::path(post, path = "/api/v1/devices/{id}/commands", tag = "devices", params(("id" = String, Path)),
+    request_body = palisade_proto::CommandRequest,
+    responses((status = 201, body = palisade_proto::CommandView), (status = 422, body = ErrorBody)))]
+pub async fn send_command(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<palisade_proto::CommandRequest>,
+) -> Result<(StatusCode, Json<palisade_proto::CommandView>), ApiError> {
+    let id = parse_id(&id)?;
+    let device = scoped_device(&state, &caller, &id, Permission::DevicesLifecycle).await?;
+    if !COMMANDS.contains(&body.command.as_str()) {
+        return Err(palisade_core::InvalidField::new(
+            "command",
+            format!("{:.40?} is not one of {}", body.command, COMMANDS.join(", ")),
+        )
+        .into());
+    }
+    if device.state == LifecycleState::Decommissioned {
+        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", "the device is decommissioned"));
+    }
+    let cid = state.store.queue_command(id.to_string(), body.command, caller.audit()).await?;
+    state.plane.deliver(id.as_str());
+    let all = state.store.commands_of(id.as_str()).await?;
+    let c = all.iter().find(|c| c.id == cid).ok_or_else(ApiError::internal)?;
+    Ok((StatusCode::CREATED, Json(command_view(c))))
+}
+
+/// A device's commands and their state (queued, sent, delivered, done, failed).
+#[utoipa::path(get, path = "/api/v1/devices/{id}/commands", tag = "devices", params(("id" = String, Path)),
+    responses((status = 200, body = Vec<palisade_proto::CommandView>)))]
+pub async fn list_commands(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<palisade_proto::CommandView>>, ApiError> {
+    let id = parse_id(&id)?;
+    scoped_device(&state, &caller, &id, Permission::DevicesRead).await?;
+    Ok(Json(state.store.commands_of(id.as_str()).await?.iter().map(command_view).collect()))
+}

@@ -251,3 +251,71 @@ async fn mqtt_5_clients_get_reason_codes() {
     let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
     assert!(err.contains("client identifier not valid"), "{err}");
 }
+
+/// Waits (bounded) for a command's status in the API.
+async fn command_status(s: &Server, admin: &str, id: &str, cid: &str, want: &str) -> bool {
+    for _ in 0..150 {
+        let list = s.client.get(&format!("/api/v1/devices/{id}/commands"), admin).await.json();
+        if list.as_array().unwrap().iter().any(|c| c["id"] == cid && c["status"] == want) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn commands_are_delivered_from_a_persistent_outbox_and_results_recorded() {
+    let s = Server::start().await;
+    let admin = s.api_key("admin");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (id, cert, key) = enrolled(&s, &admin, dir, "cmd").await;
+    let topic = format!("devices/{id}/commands");
+
+    // Queued while the device is offline…
+    let r = s.client.post(&format!("/api/v1/devices/{id}/commands"), &admin, json!({"command": "reboot"})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let reboot = r.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(r.json()["status"], "queued");
+    let r = s.client.post(&format!("/api/v1/devices/{id}/commands"), &admin, json!({"command": "self-destruct"})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // …is delivered when it subscribes.
+    let out = mosquitto(&s, dir, "mosquitto_sub", &cert, &key, &id, &["-t", &topic, "-q", "1", "-C", "1", "-W", "10"])
+        .output()
+        .unwrap();
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((got["id"].as_str(), got["command"].as_str()), (Some(reboot.as_str()), Some("reboot")));
+    assert!(command_status(&s, &admin, &id, &reboot, "delivered").await);
+    // The device answers on commands/result.
+    let result = json!({"id": reboot, "status": "done", "output": "rebooting"}).to_string();
+    assert!(publish(&s, dir, &cert, &key, &id, &format!("devices/{id}/commands/result"), &result));
+    assert!(command_status(&s, &admin, &id, &reboot, "done").await);
+
+    // A live subscriber gets a new command at once; decommission sends `wipe`, then closes.
+    let file = dir.join("received.txt");
+    let mut sub = mosquitto(&s, dir, "mosquitto_sub", &cert, &key, &id, &["-t", &topic, "-q", "1"])
+        .stdout(std::fs::File::create(&file).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let since = now_ms();
+    connection_event(&s, &id, "connected", since).await.unwrap();
+    let r = s.client.post(&format!("/api/v1/devices/{id}/commands"), &admin, json!({"command": "ping"})).await;
+    let ping = r.json()["id"].as_str().unwrap().to_owned();
+    assert!(command_status(&s, &admin, &id, &ping, "delivered").await, "a live session gets the command at once");
+    let r = s.client.post(&format!("/api/v1/devices/{id}/decommission"), &admin, json!({"reason": "stolen"})).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let list = s.client.get(&format!("/api/v1/devices/{id}/commands"), &admin).await.json();
+    let wipe =
+        list.as_array().unwrap().iter().find(|c| c["command"] == "wipe").unwrap()["id"].as_str().unwrap().to_owned();
+    assert!(
+        command_status(&s, &admin, &id, &wipe, "sent").await
+            || command_status(&s, &admin, &id, &wipe, "delivered").await
+    );
+    connection_event(&s, &id, "disconnected", since).await.expect("the decommissioned session was closed");
+    let _ = sub.kill();
+    let _ = sub.wait();
+    let received = std::fs::read_to_string(&file).unwrap();
+    assert!(received.contains("\"ping\"") && received.contains("\"wipe\""), "{received}");
+}
