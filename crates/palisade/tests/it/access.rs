@@ -177,6 +177,8 @@ async fn authorization_matrix_every_route_every_role() {
         // Valid bodies, so that only the scope can refuse.
         let body = if path.ends_with("/lifecycle") {
             json!({"to": "provisioned"})
+        } else if path.ends_with("/commands") {
+            json!({"command": "ping"})
         } else if *m == Method::PATCH {
             json!({"owner": "someone"})
         } else {

@@ -319,3 +319,113 @@ async fn commands_are_delivered_from_a_persistent_outbox_and_results_recorded() 
     let received = std::fs::read_to_string(&file).unwrap();
     assert!(received.contains("\"ping\"") && received.contains("\"wipe\""), "{received}");
 }
+
+/// Every sequence number stored for the device, read behind the server's back.
+async fn stored_seqs(s: &Server, id: &str) -> std::collections::HashSet<i64> {
+    let sql = "SELECT seq FROM device_messages WHERE device_id = $1 AND kind = 'telemetry' AND seq IS NOT NULL";
+    let rows: Vec<(i64,)> = match &s.backend {
+        crate::common::Backend::Sqlite => {
+            let url = format!("sqlite://{}", s.dir.join("palisade.db").display());
+            let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
+            sqlx::query_as(sql).bind(id).fetch_all(&mut db).await.unwrap()
+        }
+        crate::common::Backend::Postgres(url) => {
+            let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(url).await.unwrap();
+            sqlx::query_as(sql).bind(id).fetch_all(&mut db).await.unwrap()
+        }
+    };
+    rows.into_iter().map(|r| r.0).collect()
+}
+
+/// QoS 1 publishers (one `mosquitto_pub` per message: it exits 0 only after the PUBACK) until the
+/// server is killed with SIGKILL; every acknowledged sequence number must be stored.
+async fn pubacked_telemetry_survives_kill_9(backend: &str) {
+    let Some(backend) = crate::common::Backend::named(backend).await else { return };
+    let mut s = Server::start_on(backend).await;
+    let admin = s.api_key("admin");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_owned();
+    // One publisher per device: a device has one session at a time (a second one takes over).
+    let mut devices = Vec::new();
+    for w in 0..4 {
+        devices.push(enrolled(&s, &admin, &dir, &format!("storm{w}")).await);
+    }
+    let acked: std::sync::Arc<std::sync::Mutex<Vec<(String, i64)>>> = std::sync::Arc::default();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for (w, (id, cert, key)) in devices.iter().cloned().enumerate() {
+        let w = w as i64;
+        let (acked, stop, dir) = (acked.clone(), stop.clone(), dir.clone());
+        let (port, ca) = (s.mqtt_addr.port(), s.dir.join("pki/root-ca.pem"));
+        workers.push(std::thread::spawn(move || {
+            for n in 0..100_000i64 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                let seq = w * 1_000_000 + n;
+                // A publisher caught mid-publish by the kill would retry forever: bound it.
+                let ok = Command::new("timeout")
+                    .current_dir(&dir)
+                    .args([
+                        "5",
+                        "mosquitto_pub",
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &port.to_string(),
+                        "--tls-version",
+                        "tlsv1.3",
+                        "--cafile",
+                    ])
+                    .arg(&ca)
+                    .args(["--cert", &cert, "--key", &key, "-i", &id, "-q", "1"])
+                    .args(["-t", &format!("devices/{id}/telemetry"), "-m", &format!(r#"{{"v":1,"seq":{seq}}}"#)])
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|st| st.success());
+                if ok {
+                    acked.lock().unwrap().push((id.clone(), seq));
+                }
+            }
+        }));
+    }
+    for _ in 0..3000 {
+        if acked.lock().unwrap().len() >= 60 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    s.kill9();
+    s.child.wait().await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 60, "only {} publishes acknowledged", acked.len());
+    let (dir2, backend2) = (s.dir.clone(), s.backend.clone());
+    let s2 = Server::start_in(&dir2, backend2).await;
+    let mut stored = std::collections::HashSet::new();
+    for (id, _, _) in &devices {
+        stored.extend(stored_seqs(&s2, id).await.into_iter().map(|q| (id.clone(), q)));
+    }
+    let lost: Vec<&(String, i64)> = acked.iter().filter(|q| !stored.contains(*q)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged messages lost: {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(5)]
+    );
+}
+
+mod storm {
+    #[tokio::test]
+    async fn sqlite_pubacked_telemetry_survives_kill_9() {
+        super::pubacked_telemetry_survives_kill_9("sqlite").await
+    }
+    #[tokio::test]
+    async fn postgres_pubacked_telemetry_survives_kill_9() {
+        super::pubacked_telemetry_survives_kill_9("postgres").await
+    }
+}
