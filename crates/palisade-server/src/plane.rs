@@ -8,7 +8,7 @@
 //! read: slow storage slows devices down instead of filling memory. Revocation, pause and
 //! decommission close live sessions at once; quarantine restricts them at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -574,7 +574,15 @@ async fn run(
         state.metrics.denials.get_or_create(&crate::metrics::DenialLabels { reason: reason.into() }).inc()
     };
     let mut outbox = Outbox::default();
+    let mut acks: VecDeque<PendingAck> = VecDeque::new();
     loop {
+        // At the limit of messages waiting for storage: wait for the oldest before reading on.
+        if acks.len() >= MAX_PENDING_STORES {
+            if let Err(why) = complete_front(stream, version, &mut acks).await {
+                return why;
+            }
+            continue;
+        }
         // Packets already buffered first.
         let packet = match version.read(buf) {
             Ok(p) => p,
@@ -584,7 +592,14 @@ async fn run(
             let wait = session
                 .deadline_ms()
                 .map_or(Duration::from_secs(3600), |d| Duration::from_millis(u64::try_from(d - now_ms()).unwrap_or(0)));
+            let storing = !acks.is_empty();
             tokio::select! {
+                done = front_stored(&mut acks), if storing => {
+                    if let Err(why) = finish_front(stream, version, &mut acks, done).await {
+                        return why;
+                    }
+                    continue;
+                }
                 read = stream.read_buf(buf) => match read {
                     Ok(0) | Err(_) => return "connection closed",
                     Ok(_) => continue,
@@ -634,9 +649,15 @@ async fn run(
                         Ack::NotAuthorized
                     }
                     Ok(kind) => match accept(session, kind, &payload) {
+                        Ok(msg) if kind != TopicKind::CommandResult => {
+                            // Stored in the background; the PUBACK waits in order for the commit.
+                            let store = state.store.clone();
+                            let handle = tokio::spawn(async move { store.ingest(msg).await });
+                            acks.push_back(PendingAck::Storing { pkid, qos, handle });
+                            continue;
+                        }
                         Ok(msg) => {
-                            let result =
-                                (kind == TopicKind::CommandResult).then(|| command_result(&msg.payload)).flatten();
+                            let result = command_result(&msg.payload);
                             if let Err(e) = state.store.ingest(msg).await {
                                 tracing::error!(error = %e, "cannot store a device message");
                                 return "storage unavailable";
@@ -657,7 +678,13 @@ async fn run(
                         }
                     },
                 };
-                (qos == QoS::AtLeastOnce).then_some(Out::PubAck { pkid, ack })
+                if qos == QoS::AtLeastOnce {
+                    acks.push_back(PendingAck::Ready(Out::PubAck { pkid, ack }));
+                }
+                if !flush_ready(stream, version, &mut acks).await {
+                    return "connection closed";
+                }
+                None
             }
             In::Subscribe { pkid, filters } => {
                 let mut granted = Vec::with_capacity(filters.len());
@@ -715,6 +742,76 @@ async fn run(
             return "connection closed";
         }
     }
+}
+
+/// Messages of one connection being stored at most at once (PUBACKs wait for them, in order).
+const MAX_PENDING_STORES: usize = 64;
+
+/// A PUBACK owed to the device, in the order the PUBLISHes arrived (MQTT requires it).
+enum PendingAck {
+    /// Decided already (refused, or stored synchronously).
+    Ready(Out),
+    /// Waiting for the durable commit.
+    Storing { pkid: u16, qos: QoS, handle: tokio::task::JoinHandle<Result<(), palisade_store::StoreError>> },
+}
+
+/// Waits for the oldest pending store (pending forever when the oldest is not a store).
+async fn front_stored(acks: &mut VecDeque<PendingAck>) -> Result<(), &'static str> {
+    match acks.front_mut() {
+        Some(PendingAck::Storing { handle, .. }) => match handle.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot store a device message");
+                Err("storage unavailable")
+            }
+            Err(_) => Err("storage unavailable"),
+        },
+        _ => std::future::pending().await,
+    }
+}
+
+/// The oldest store finished: acknowledge it, then everything already decided behind it.
+async fn finish_front(
+    stream: &mut Tls,
+    version: Version,
+    acks: &mut VecDeque<PendingAck>,
+    done: Result<(), &'static str>,
+) -> Result<(), &'static str> {
+    done?;
+    if let Some(PendingAck::Storing { pkid, qos, .. }) = acks.pop_front()
+        && qos == QoS::AtLeastOnce
+        && !write(stream, version, Out::PubAck { pkid, ack: Ack::Stored }).await
+    {
+        return Err("connection closed");
+    }
+    if flush_ready(stream, version, acks).await { Ok(()) } else { Err("connection closed") }
+}
+
+async fn complete_front(
+    stream: &mut Tls,
+    version: Version,
+    acks: &mut VecDeque<PendingAck>,
+) -> Result<(), &'static str> {
+    if !flush_ready(stream, version, acks).await {
+        return Err("connection closed");
+    }
+    if matches!(acks.front(), Some(PendingAck::Storing { .. })) {
+        let done = front_stored(acks).await;
+        finish_front(stream, version, acks, done).await?;
+    }
+    Ok(())
+}
+
+/// Writes the decided acknowledgements at the front of the queue.
+async fn flush_ready(stream: &mut Tls, version: Version, acks: &mut VecDeque<PendingAck>) -> bool {
+    while matches!(acks.front(), Some(PendingAck::Ready(_))) {
+        if let Some(PendingAck::Ready(out)) = acks.pop_front()
+            && !write(stream, version, out).await
+        {
+            return false;
+        }
+    }
+    true
 }
 
 /// Commands sent and not yet acknowledged, on one connection.
