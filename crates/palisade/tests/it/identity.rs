@@ -20,6 +20,18 @@ pub(crate) fn openssl_status(dir: &Path, args: &[&str]) -> (bool, String) {
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
+/// A self-signed P-256 certificate `<name>.pem` with key `<name>.key`, valid a day, with the
+/// given `-addext` extensions.
+pub(crate) fn self_signed(dir: &Path, name: &str, subject: &str, extensions: &[&str]) {
+    let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
+    let mut args = vec!["req", "-x509", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    args.extend(["-keyout", &key, "-subj", subject, "-days", "1", "-out", &pem]);
+    for e in extensions {
+        args.extend(["-addext", e]);
+    }
+    openssl(dir, &args);
+}
+
 /// A fresh P-256 key and a base64 DER CSR for it: `(key file, csr file)`.
 pub(crate) fn p256_csr(dir: &Path, name: &str) -> (String, String) {
     let key = format!("{name}.key");
@@ -247,30 +259,11 @@ async fn zero_touch_enrollment_with_a_factory_certificate() {
     let est = Est { s: &s, dir: dir.to_owned() };
     std::fs::write(dir.join("ext.cnf"), "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n").unwrap();
     let factory_ca = |name: &str| {
-        openssl(
+        self_signed(
             dir,
-            &[
-                "req",
-                "-x509",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-subj",
-                &format!("/CN={name}"),
-                "-days",
-                "30",
-                "-out",
-                &format!("{name}.pem"),
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ],
+            name,
+            &format!("/CN={name}"),
+            &["basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign"],
         );
     };
     let factory_cert = |ca: &str, name: &str, serial: &str| {

@@ -123,27 +123,7 @@ async fn mosquitto_clients_publish_telemetry_and_the_topic_contract_holds() {
     let metrics = s.client.send(hyper::Method::GET, "/metrics", None, None).await.text();
     assert!(metrics.contains("reason=\"malformed_json\""), "{metrics}");
     // Another CA's certificate does not get past the handshake.
-    crate::identity::openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "self.key",
-            "-subj",
-            &format!("/CN={id}"),
-            "-days",
-            "1",
-            "-out",
-            "self.pem",
-        ],
-    );
+    crate::identity::self_signed(dir, "self", &format!("/CN={id}"), &[]);
     assert!(!publish(&s, dir, "self.pem", "self.key", &id, &topic, r#"{"v":1}"#));
 }
 
