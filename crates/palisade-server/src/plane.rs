@@ -32,20 +32,30 @@ pub const MAX_PACKET: usize = 256 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Something the rest of the server tells a live session.
-#[derive(Debug, Clone)]
-enum Control {
-    Close(&'static str),
-    Quarantine(bool),
-    /// New commands wait in the outbox.
-    Deliver,
+/// What the rest of the server wants of a live session. A `watch` holds the latest orders, so
+/// a close or a quarantine is never lost to a full queue and never applied out of order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Orders {
+    close: Option<&'static str>,
+    quarantined: Option<bool>,
 }
 
 struct Live {
     serial: String,
     ip: String,
-    control: mpsc::Sender<Control>,
+    orders: watch::Sender<Orders>,
+    /// "New commands wait in the outbox": a nudge; dropping one when eight wait loses nothing,
+    /// since each delivery sends every pending command.
+    deliver: mpsc::Sender<()>,
     generation: u64,
+}
+
+impl Live {
+    fn close(&self, why: &'static str) {
+        self.orders.send_modify(|o| {
+            o.close.get_or_insert(why);
+        });
+    }
 }
 
 /// The live sessions, by device.
@@ -66,26 +76,24 @@ impl Plane {
         self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn send(&self, device: &str, c: Control) {
-        if let Some(live) = self.lock().get(device) {
-            let _ = live.control.try_send(c);
-        }
-    }
-
     /// A device changed state: paused or decommissioned sessions end, quarantine restricts.
     pub fn state_changed(&self, device: &str, state: LifecycleState) {
+        let sessions = self.lock();
+        let Some(live) = sessions.get(device) else { return };
         match state {
-            LifecycleState::Paused => self.send(device, Control::Close("device paused")),
-            LifecycleState::Decommissioned => self.send(device, Control::Close("device decommissioned")),
-            LifecycleState::Quarantined => self.send(device, Control::Quarantine(true)),
-            LifecycleState::Active => self.send(device, Control::Quarantine(false)),
+            LifecycleState::Paused => live.close("device paused"),
+            LifecycleState::Decommissioned => live.close("device decommissioned"),
+            LifecycleState::Quarantined => live.orders.send_modify(|o| o.quarantined = Some(true)),
+            LifecycleState::Active => live.orders.send_modify(|o| o.quarantined = Some(false)),
             _ => {}
         }
     }
 
     /// A command was queued for the device: deliver it now if the device is listening.
     pub fn deliver(&self, device: &str) {
-        self.send(device, Control::Deliver);
+        if let Some(live) = self.lock().get(device) {
+            let _ = live.deliver.try_send(());
+        }
     }
 
     /// A certificate (by serial) or a whole device (`device:<id>`) was revoked.
@@ -93,7 +101,7 @@ impl Plane {
         let sessions = self.lock();
         for (device, live) in sessions.iter() {
             if live.serial == what || what.strip_prefix("device:") == Some(device.as_str()) {
-                let _ = live.control.try_send(Control::Close("certificate revoked"));
+                live.close("certificate revoked");
             }
         }
     }
@@ -152,7 +160,7 @@ pub async fn serve(state: AppState, listener: TcpListener, mut shutdown: watch::
     }
     // Shutting down: end every session.
     for live in state.plane.lock().values() {
-        let _ = live.control.try_send(Control::Close("server shutting down"));
+        live.close("server shutting down");
     }
 }
 
@@ -491,14 +499,15 @@ async fn connection(
         return;
     }
     // One live session per device: the newer one takes over.
-    let (control, mut rx) = mpsc::channel(8);
+    let (orders, mut orders_rx) = watch::channel(Orders::default());
+    let (deliver, mut deliver_rx) = mpsc::channel(8);
     let generation = state.plane.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let previous = state
         .plane
         .lock()
-        .insert(device_id.clone(), Live { serial: serial.clone(), ip: ip.clone(), control, generation });
+        .insert(device_id.clone(), Live { serial: serial.clone(), ip: ip.clone(), orders, deliver, generation });
     if let Some(prev) = previous {
-        let _ = prev.control.try_send(Control::Close("taken over by a newer session"));
+        prev.close("taken over by a newer session");
         if prev.ip != ip {
             let detail = format!("certificate used from two places: {} and {ip}", prev.ip);
             let _ = state
@@ -512,7 +521,9 @@ async fn connection(
     }
     let v = if version == Version::V5 { "5" } else { "3.1.1" };
     record("connected", format!("mqtt={v} keep_alive={keep_alive}s")).await;
-    let reason = run(&state, &mut stream, version, &mut buf, &mut session, &mut rx, &mut shutdown, &ip).await;
+    let reason =
+        run(&state, &mut stream, version, &mut buf, &mut session, &mut orders_rx, &mut deliver_rx, &mut shutdown, &ip)
+            .await;
     if version == Version::V5 {
         let code = match reason {
             "certificate revoked" | "device paused" | "device decommissioned" => {
@@ -566,7 +577,8 @@ async fn run(
     version: Version,
     buf: &mut BytesMut,
     session: &mut Session,
-    rx: &mut mpsc::Receiver<Control>,
+    orders: &mut watch::Receiver<Orders>,
+    deliver: &mut mpsc::Receiver<()>,
     shutdown: &mut watch::Receiver<bool>,
     ip: &str,
 ) -> &'static str {
@@ -604,26 +616,32 @@ async fn run(
                     Ok(0) | Err(_) => return "connection closed",
                     Ok(_) => continue,
                 },
-                ctl = rx.recv() => match ctl {
-                    Some(Control::Close(why)) => {
+                changed = orders.changed() => {
+                    if changed.is_err() {
+                        return "session replaced";
+                    }
+                    let o = *orders.borrow_and_update();
+                    if let Some(why) = o.close {
                         // A decommissioned device still gets its wipe command, if it listens.
                         if why == "device decommissioned" {
                             outbox.deliver(state, stream, version, session).await;
                         }
                         return why;
                     }
-                    Some(Control::Quarantine(q)) => {
+                    if let Some(q) = o.quarantined {
                         session.set_quarantined(q);
-                        continue;
                     }
-                    Some(Control::Deliver) => {
-                        if !outbox.deliver(state, stream, version, session).await {
-                            return "connection closed";
-                        }
-                        continue;
+                    continue;
+                }
+                nudge = deliver.recv() => {
+                    if nudge.is_none() {
+                        return "session replaced";
                     }
-                    None => return "session replaced",
-                },
+                    if !outbox.deliver(state, stream, version, session).await {
+                        return "connection closed";
+                    }
+                    continue;
+                }
                 _ = shutdown.changed() => return "server shutting down",
                 () = tokio::time::sleep(wait) => return "keep-alive expired",
             }
