@@ -8,6 +8,7 @@ pub mod device;
 pub mod lifecycle;
 pub mod mqtt;
 pub mod rbac;
+pub mod telemetry;
 pub mod throttle;
 pub mod totp;
 pub mod validate;

@@ -5,6 +5,7 @@
 //! it publishes `telemetry`, `events` and `commands/result`, and subscribes to `commands`.
 //! A quarantined device keeps `events` and `commands/result` and its `commands`, nothing else.
 
+use std::collections::VecDeque;
 use std::fmt;
 
 /// What a publish carries, by topic.
@@ -45,6 +46,88 @@ pub enum ConnectRefusal {
     ClientIdMismatch,
     /// A second CONNECT on one connection.
     AlreadyConnected,
+}
+
+/// How a QoS 1 PUBLISH is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckReason {
+    /// Durably stored.
+    Stored,
+    /// The topic is not the device's to publish on (MQTT 5: 0x87).
+    NotAuthorized,
+    /// The payload was refused (MQTT 5: 0x99).
+    PayloadInvalid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owed {
+    Decided { pkid: Option<u16>, reason: AckReason },
+    Storing { pkid: Option<u16>, batch: u64 },
+}
+
+/// The PUBACKs a session owes, sans I/O. MQTT requires them in the order the PUBLISHes arrived;
+/// a stored message's PUBACK may go only once the batch holding it is durable. The plane reports
+/// what it decided and which batches committed; the queue says which PUBACKs may go now, and
+/// whether the session may read on (at most `limit` messages wait for storage at once).
+///
+/// QoS 0 messages take part (`pkid: None`): they need no PUBACK, but they count against the
+/// limit while stored, so a QoS 0 flood cannot outrun storage either.
+#[derive(Debug, Clone)]
+pub struct AckQueue {
+    owed: VecDeque<Owed>,
+    storing: usize,
+    limit: usize,
+}
+
+impl AckQueue {
+    pub fn new(limit: usize) -> Self {
+        Self { owed: VecDeque::new(), storing: 0, limit: limit.max(1) }
+    }
+
+    /// Whether another message may be read (fewer than `limit` wait for storage).
+    pub fn has_room(&self) -> bool {
+        self.storing < self.limit
+    }
+
+    /// Messages waiting for storage.
+    pub fn storing(&self) -> usize {
+        self.storing
+    }
+
+    /// A message answered without storage (refused, or stored synchronously).
+    pub fn decided(&mut self, pkid: Option<u16>, reason: AckReason) {
+        self.owed.push_back(Owed::Decided { pkid, reason });
+    }
+
+    /// A message handed to storage in `batch`.
+    pub fn store(&mut self, pkid: Option<u16>, batch: u64) {
+        self.storing += 1;
+        self.owed.push_back(Owed::Storing { pkid, batch });
+    }
+
+    /// `batch` is durable: its messages may be acknowledged (in their turn).
+    pub fn stored(&mut self, batch: u64) {
+        for o in &mut self.owed {
+            if let Owed::Storing { pkid, batch: b } = *o
+                && b == batch
+            {
+                *o = Owed::Decided { pkid, reason: AckReason::Stored };
+                self.storing -= 1;
+            }
+        }
+    }
+
+    /// The PUBACKs that may go now, in order: everything decided at the front of the queue.
+    pub fn release(&mut self) -> Vec<(u16, AckReason)> {
+        let mut out = Vec::new();
+        while let Some(Owed::Decided { pkid, reason }) = self.owed.front().copied() {
+            self.owed.pop_front();
+            if let Some(pkid) = pkid {
+                out.push((pkid, reason));
+            }
+        }
+        out
+    }
 }
 
 /// One device's session on one connection.
@@ -200,5 +283,78 @@ mod tests {
         s.seen(40_000);
         assert!(!s.expired(80_000));
         assert_eq!(s.deadline_ms(), Some(85_000));
+    }
+
+    /// One step of a session's acknowledgement traffic.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Refuse,
+        Store,
+        Qos0Store,
+        Seal,
+        Commit,
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![Just(Step::Refuse), Just(Step::Store), Just(Step::Qos0Store), Just(Step::Seal), Just(Step::Commit)]
+    }
+
+    proptest::proptest! {
+        /// Whatever mix of refusals, stores, batch boundaries and commits: PUBACKs go out in
+        /// PUBLISH order, each exactly once, never before the message's batch committed, and the
+        /// queue never lets more than `limit` messages wait for storage.
+        #[test]
+        fn pubacks_in_order_and_only_after_commit(steps in proptest::collection::vec(step(), 0..200)) {
+            const LIMIT: usize = 8;
+            let mut q = AckQueue::new(LIMIT);
+            let mut next_pkid = 0u16;
+            let mut sent_order = Vec::new(); // pkids owed a PUBACK, in PUBLISH order
+            let mut released = Vec::new();
+            let (mut open, mut oldest) = (0u64, 0u64); // batch being filled; oldest uncommitted
+            let mut batch_of = std::collections::HashMap::new();
+            let mut committed = std::collections::HashSet::new();
+            for s in steps {
+                match s {
+                    Step::Refuse => {
+                        next_pkid += 1;
+                        q.decided(Some(next_pkid), AckReason::PayloadInvalid);
+                        sent_order.push(next_pkid);
+                    }
+                    Step::Store | Step::Qos0Store if q.has_room() => {
+                        let pkid = matches!(s, Step::Store).then(|| { next_pkid += 1; next_pkid });
+                        q.store(pkid, open);
+                        if let Some(p) = pkid {
+                            sent_order.push(p);
+                            batch_of.insert(p, open);
+                        }
+                    }
+                    Step::Store | Step::Qos0Store => {}
+                    Step::Seal => open += 1,
+                    Step::Commit if oldest < open => {
+                        q.stored(oldest);
+                        committed.insert(oldest);
+                        oldest += 1;
+                    }
+                    Step::Commit => {}
+                }
+                proptest::prop_assert!(q.storing() <= LIMIT);
+                for (pkid, reason) in q.release() {
+                    if let Some(b) = batch_of.get(&pkid) {
+                        proptest::prop_assert!(committed.contains(b), "PUBACK {} before batch {} committed", pkid, b);
+                        proptest::prop_assert_eq!(reason, AckReason::Stored);
+                    }
+                    released.push(pkid);
+                }
+            }
+            // Commit everything left: every owed PUBACK goes, in order, exactly once.
+            while oldest <= open {
+                q.stored(oldest);
+                oldest += 1;
+            }
+            released.extend(q.release().into_iter().map(|(p, _)| p));
+            proptest::prop_assert_eq!(released, sent_order);
+            proptest::prop_assert_eq!(q.storing(), 0);
+        }
     }
 }

@@ -255,3 +255,38 @@ pub struct TelemetryView {
     #[schema(value_type = Object)]
     pub payload: serde_json::Value,
 }
+
+/// One metric of one device over a window, downsampled into buckets of equal width.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TelemetrySeries {
+    pub metric: String,
+    pub from: String,
+    pub to: String,
+    /// Width of each bucket.
+    pub bucket_ms: i64,
+    /// Buckets that hold at least one report, oldest first.
+    pub points: Vec<SeriesPoint>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SeriesPoint {
+    /// Start of the bucket.
+    pub at: String,
+    /// Reports in the bucket.
+    pub count: i64,
+    pub avg: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// A device connection fact: connected, disconnected (with reason and duration) or refused.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConnectionEvent {
+    pub event: String,
+    pub at: String,
+    pub source_ip: Option<String>,
+    pub detail: Option<String>,
+    pub tls_version: Option<String>,
+    pub cipher: Option<String>,
+    pub duration_ms: Option<i64>,
+}

@@ -7,6 +7,7 @@
 pub mod access;
 pub mod api;
 pub mod device;
+pub mod telemetry;
 
 pub use access::*;
 pub use api::*;

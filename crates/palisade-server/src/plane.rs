@@ -14,9 +14,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use palisade_core::mqtt::{ConnectRefusal, Session, TopicKind};
+use palisade_core::mqtt::{AckQueue, AckReason, ConnectRefusal, Session, TopicKind};
+use palisade_core::telemetry::CounterSample;
 use palisade_core::{DeviceId, LifecycleState};
-use palisade_store::plane::DeviceMessage;
+use palisade_proto::telemetry::TelemetryV1;
+use palisade_store::plane::{ConnectionFact, DeviceMessage, Inbound, TelemetryFacts};
 use rumqttc::mqttbytes::v4::{ConnAck, ConnectReturnCode, Packet, PubAck, SubAck, SubscribeReasonCode, UnsubAck};
 use rumqttc::mqttbytes::{Error as CodecError, QoS};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -58,11 +60,19 @@ impl Live {
     }
 }
 
+/// The device a refused handshake is recorded under (the certificate was not accepted, so it
+/// names no one we trust).
+pub const UNKNOWN_DEVICE: &str = "-";
+/// Refused handshakes stored per second at most (the metric counts all of them).
+const REFUSALS_RECORDED_PER_SECOND: u32 = 10;
+
 /// The live sessions, by device.
 #[derive(Default)]
 pub struct Plane {
     sessions: Mutex<HashMap<String, Live>>,
     next: std::sync::atomic::AtomicU64,
+    /// (second, refused handshakes recorded in it).
+    refusals: Mutex<(i64, u32)>,
 }
 
 impl std::fmt::Debug for Plane {
@@ -104,6 +114,16 @@ impl Plane {
                 live.close("certificate revoked");
             }
         }
+    }
+
+    fn may_record_refusal(&self, now_ms: i64) -> bool {
+        let mut r = self.refusals.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let second = now_ms / 1000;
+        if r.0 != second {
+            *r = (second, 0);
+        }
+        r.1 += 1;
+        r.1 <= REFUSALS_RECORDED_PER_SECOND
     }
 
     pub fn connected(&self) -> usize {
@@ -149,6 +169,21 @@ pub async fn serve(state: AppState, listener: TcpListener, mut shutdown: watch::
                         .denials
                         .get_or_create(&crate::metrics::DenialLabels { reason: "mqtt_handshake".into() })
                         .inc();
+                    // Stored for detection, a few per second at most: a flood of bad handshakes
+                    // must not turn into a flood of writes.
+                    if state.plane.may_record_refusal(now_ms()) {
+                        let fact = ConnectionFact {
+                            device_id: UNKNOWN_DEVICE.to_owned(),
+                            event: "refused".to_owned(),
+                            at_ms: now_ms(),
+                            source_ip: Some(peer.ip().to_string()),
+                            detail: Some(format!("TLS handshake: {e:.200}")),
+                            ..ConnectionFact::default()
+                        };
+                        if let Err(e) = state.store.record_connection(fact).await {
+                            tracing::error!(error = %e, "cannot record a refused handshake");
+                        }
+                    }
                     return;
                 }
                 Err(_) => return,
@@ -190,14 +225,6 @@ enum In {
     Other,
 }
 
-/// How a QoS 1 publish is answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ack {
-    Stored,
-    NotAuthorized,
-    PayloadInvalid,
-}
-
 /// What the server sends.
 #[derive(Debug)]
 enum Out {
@@ -205,7 +232,7 @@ enum Out {
     ClientIdRefused,
     PubAck {
         pkid: u16,
-        ack: Ack,
+        ack: AckReason,
     },
     SubAck {
         pkid: u16,
@@ -365,9 +392,9 @@ impl Version {
                     Out::PubAck { pkid, ack } => v5::Packet::PubAck(v5::PubAck {
                         pkid,
                         reason: match ack {
-                            Ack::Stored => v5::PubAckReason::Success,
-                            Ack::NotAuthorized => v5::PubAckReason::NotAuthorized,
-                            Ack::PayloadInvalid => v5::PubAckReason::PayloadFormatInvalid,
+                            AckReason::Stored => v5::PubAckReason::Success,
+                            AckReason::NotAuthorized => v5::PubAckReason::NotAuthorized,
+                            AckReason::PayloadInvalid => v5::PubAckReason::PayloadFormatInvalid,
                         },
                         properties: None,
                     }),
@@ -410,10 +437,17 @@ type Tls = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
 
 async fn write(stream: &mut Tls, version: Version, out: Out) -> bool {
     let mut bytes = BytesMut::new();
-    if !version.encode(out, &mut bytes) {
-        return false;
+    version.encode(out, &mut bytes) && flush(stream, &mut bytes).await
+}
+
+/// Writes what is buffered for the device in one go (one TLS write for many PUBACKs).
+async fn flush(stream: &mut Tls, out: &mut BytesMut) -> bool {
+    if out.is_empty() {
+        return true;
     }
-    stream.write_all(&bytes).await.is_ok()
+    let ok = stream.write_all(out).await.is_ok() && stream.flush().await.is_ok();
+    out.clear();
+    ok
 }
 
 /// Reads until the CONNECT's protocol level is known, then the CONNECT itself.
@@ -449,10 +483,23 @@ async fn connection(
 ) {
     let ip = peer.ip().to_string();
     let Some((device_id, serial)) = identity(leaf) else { return };
-    let record = |event: &'static str, detail: String| {
-        let (store, id, ip) = (state.store.clone(), device_id.clone(), ip.clone());
+    let (_, tls) = stream.get_ref();
+    let tls_version = tls.protocol_version().map(|v| format!("{v:?}"));
+    let cipher = tls.negotiated_cipher_suite().map(|c| format!("{:?}", c.suite()));
+    let record = |event: &'static str, detail: String, duration_ms: Option<i64>| {
+        let store = state.store.clone();
+        let fact = ConnectionFact {
+            device_id: device_id.clone(),
+            event: event.to_owned(),
+            at_ms: now_ms(),
+            source_ip: Some(ip.clone()),
+            detail: Some(detail),
+            tls_version: tls_version.clone(),
+            cipher: cipher.clone(),
+            duration_ms,
+        };
         async move {
-            if let Err(e) = store.record_connection(id, event, now_ms(), Some(ip), Some(detail)).await {
+            if let Err(e) = store.record_connection(fact).await {
                 tracing::error!(error = %e, "cannot record a connection fact");
             }
         }
@@ -462,11 +509,11 @@ async fn connection(
         match tokio::time::timeout(CONNECT_TIMEOUT, read_connect(&mut stream, &mut buf)).await {
             Ok(Ok((v, In::Connect { client_id, keep_alive }))) => (v, client_id, keep_alive),
             Ok(Err(why)) => {
-                record("refused", why.into()).await;
+                record("refused", why.into(), None).await;
                 return;
             }
             _ => {
-                record("refused", "no CONNECT".into()).await;
+                record("refused", "no CONNECT".into(), None).await;
                 return;
             }
         };
@@ -475,7 +522,7 @@ async fn connection(
     let quarantined = match admitted {
         Ok(q) => q,
         Err(why) => {
-            record("refused", why.to_owned()).await;
+            record("refused", why.to_owned(), None).await;
             let _ = state
                 .store
                 .add_finding("mqtt_refused".into(), Some(device_id.clone()), format!("{why} (from {ip})"), now_ms())
@@ -490,7 +537,7 @@ async fn connection(
             ConnectRefusal::ClientIdMismatch => "client id is not the device id",
             ConnectRefusal::AlreadyConnected => "second CONNECT",
         };
-        record("refused", format!("{why}: {client_id:.64?}")).await;
+        record("refused", format!("{why}: {client_id:.64?}"), None).await;
         let _ = state
             .store
             .add_finding("mqtt_refused".into(), Some(device_id.clone()), format!("{why} (from {ip})"), now_ms())
@@ -520,10 +567,29 @@ async fn connection(
         return;
     }
     let v = if version == Version::V5 { "5" } else { "3.1.1" };
-    record("connected", format!("mqtt={v} keep_alive={keep_alive}s")).await;
-    let reason =
-        run(&state, &mut stream, version, &mut buf, &mut session, &mut orders_rx, &mut deliver_rx, &mut shutdown, &ip)
-            .await;
+    record("connected", format!("mqtt={v} keep_alive={keep_alive}s"), None).await;
+    let started = now_ms();
+    let counters = match state.store.last_counters(&device_id).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the device's last counters");
+            None
+        }
+    };
+    let mut conn = Conn {
+        state: &state,
+        stream: &mut stream,
+        version,
+        ip: &ip,
+        out: BytesMut::new(),
+        acks: AckQueue::new(MAX_PENDING_STORES),
+        batch: Vec::new(),
+        batches: VecDeque::new(),
+        next_batch: 0,
+        outbox: Outbox::default(),
+        counters,
+    };
+    let reason = conn.run(&mut buf, &mut session, &mut orders_rx, &mut deliver_rx, &mut shutdown).await;
     if version == Version::V5 {
         let code = match reason {
             "certificate revoked" | "device paused" | "device decommissioned" => {
@@ -549,7 +615,7 @@ async fn connection(
             sessions.remove(&device_id);
         }
     }
-    record("disconnected", reason.to_owned()).await;
+    record("disconnected", reason.to_owned(), Some(now_ms() - started)).await;
 }
 
 async fn admit(state: &AppState, device_id: &str, serial: &str) -> Result<bool, &'static str> {
@@ -569,52 +635,85 @@ async fn admit(state: &AppState, device_id: &str, serial: &str) -> Result<bool, 
     }
 }
 
-/// The session loop; returns why it ended.
-#[allow(clippy::too_many_arguments)]
-async fn run(
-    state: &AppState,
-    stream: &mut Tls,
+/// Messages of one connection waiting for storage at most (the session stops reading at the
+/// limit, so slow storage slows the device down instead of filling memory).
+const MAX_PENDING_STORES: usize = 64;
+
+/// One admitted connection's working state.
+struct Conn<'a> {
+    state: &'a AppState,
+    stream: &'a mut Tls,
     version: Version,
-    buf: &mut BytesMut,
-    session: &mut Session,
-    orders: &mut watch::Receiver<Orders>,
-    deliver: &mut mpsc::Receiver<()>,
-    shutdown: &mut watch::Receiver<bool>,
-    ip: &str,
-) -> &'static str {
-    let deny = |reason: &str| {
-        state.metrics.denials.get_or_create(&crate::metrics::DenialLabels { reason: reason.into() }).inc()
-    };
-    let mut outbox = Outbox::default();
-    let mut acks: VecDeque<PendingAck> = VecDeque::new();
-    loop {
-        // At the limit of messages waiting for storage: wait for the oldest before reading on.
-        if acks.len() >= MAX_PENDING_STORES {
-            if let Err(why) = complete_front(stream, version, &mut acks).await {
-                return why;
+    ip: &'a str,
+    /// Bytes for the device, written once per turn of the loop.
+    out: BytesMut,
+    /// PUBACKs owed, in order; how many messages wait for storage.
+    acks: AckQueue,
+    /// Messages decoded in this turn, stored together as one batch.
+    batch: Vec<Inbound>,
+    /// Batches being stored, oldest first.
+    batches: VecDeque<(u64, tokio::task::JoinHandle<Result<(), palisade_store::StoreError>>)>,
+    next_batch: u64,
+    outbox: Outbox,
+    /// The device's latest counters, to derive rates from.
+    counters: Option<CounterSample>,
+}
+
+impl Conn<'_> {
+    /// The session loop; returns why it ended. Each turn decodes everything buffered, hands the
+    /// accepted messages to storage as one batch, writes every reply that may go, then waits
+    /// for the next thing to happen: bytes, a committed batch, orders, or the keep-alive.
+    async fn run(
+        &mut self,
+        buf: &mut BytesMut,
+        session: &mut Session,
+        orders: &mut watch::Receiver<Orders>,
+        deliver: &mut mpsc::Receiver<()>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> &'static str {
+        loop {
+            while self.acks.has_room() {
+                match self.version.read(buf) {
+                    Ok(Some(packet)) => {
+                        session.seen(now_ms());
+                        if let Err(why) = self.packet(packet, session).await {
+                            return why;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(why) => return why,
+                }
             }
-            continue;
-        }
-        // Packets already buffered first.
-        let packet = match version.read(buf) {
-            Ok(p) => p,
-            Err(why) => return why,
-        };
-        let Some(packet) = packet else {
+            if !self.batch.is_empty() {
+                let store = self.state.store.clone();
+                let batch = std::mem::take(&mut self.batch);
+                self.batches.push_back((self.next_batch, tokio::spawn(async move { store.ingest(batch).await })));
+                self.next_batch += 1;
+            }
+            for (pkid, ack) in self.acks.release() {
+                self.version.encode(Out::PubAck { pkid, ack }, &mut self.out);
+            }
+            if !flush(self.stream, &mut self.out).await {
+                return "connection closed";
+            }
             let wait = session
                 .deadline_ms()
                 .map_or(Duration::from_secs(3600), |d| Duration::from_millis(u64::try_from(d - now_ms()).unwrap_or(0)));
-            let storing = !acks.is_empty();
+            let reading = self.acks.has_room();
+            if reading {
+                buf.reserve(16 * 1024);
+            }
             tokio::select! {
-                done = front_stored(&mut acks), if storing => {
-                    if let Err(why) = finish_front(stream, version, &mut acks, done).await {
-                        return why;
+                done = oldest(&mut self.batches) => {
+                    self.batches.pop_front();
+                    match done {
+                        Ok(id) => self.acks.stored(id),
+                        Err(why) => return why,
                     }
-                    continue;
                 }
-                read = stream.read_buf(buf) => match read {
+                read = self.stream.read_buf(buf), if reading => match read {
                     Ok(0) | Err(_) => return "connection closed",
-                    Ok(_) => continue,
+                    Ok(_) => {}
                 },
                 changed = orders.changed() => {
                     if changed.is_err() {
@@ -624,85 +723,37 @@ async fn run(
                     if let Some(why) = o.close {
                         // A decommissioned device still gets its wipe command, if it listens.
                         if why == "device decommissioned" {
-                            outbox.deliver(state, stream, version, session).await;
+                            self.deliver(session).await;
+                            flush(self.stream, &mut self.out).await;
                         }
                         return why;
                     }
                     if let Some(q) = o.quarantined {
                         session.set_quarantined(q);
                     }
-                    continue;
                 }
                 nudge = deliver.recv() => {
                     if nudge.is_none() {
                         return "session replaced";
                     }
-                    if !outbox.deliver(state, stream, version, session).await {
-                        return "connection closed";
-                    }
-                    continue;
+                    self.deliver(session).await;
                 }
                 _ = shutdown.changed() => return "server shutting down",
                 () = tokio::time::sleep(wait) => return "keep-alive expired",
             }
-        };
-        session.seen(now_ms());
-        let reply = match packet {
+        }
+    }
+
+    /// Handles one packet from the device.
+    async fn packet(&mut self, packet: In, session: &Session) -> Result<(), &'static str> {
+        match packet {
             In::Publish { topic, qos, pkid, payload } => {
-                if qos == QoS::ExactlyOnce {
-                    return "QoS 2 is not supported";
-                }
-                let ack = match session.authorize_publish(&topic) {
-                    Err(v) => {
-                        let detail = format!("{v} (from {ip})");
-                        let _ = state
-                            .store
-                            .add_finding("acl_violation".into(), Some(session.device_id().to_owned()), detail, now_ms())
-                            .await;
-                        deny("mqtt_acl");
-                        // MQTT 5 refuses the message and keeps the session; 3.1.1 can only close.
-                        if version == Version::V311 {
-                            return "topic not allowed";
-                        }
-                        Ack::NotAuthorized
-                    }
-                    Ok(kind) => match accept(session, kind, &payload) {
-                        Ok(msg) if kind != TopicKind::CommandResult => {
-                            // Stored in the background; the PUBACK waits in order for the commit.
-                            let store = state.store.clone();
-                            let handle = tokio::spawn(async move { store.ingest(msg).await });
-                            acks.push_back(PendingAck::Storing { pkid, qos, handle });
-                            continue;
-                        }
-                        Ok(msg) => {
-                            let result = command_result(&msg.payload);
-                            if let Err(e) = state.store.ingest(msg).await {
-                                tracing::error!(error = %e, "cannot store a device message");
-                                return "storage unavailable";
-                            }
-                            if let Some((id, status, detail)) = result {
-                                let dev = session.device_id().to_owned();
-                                if let Err(e) =
-                                    state.store.set_command_status(dev, id, status, Some(detail), now_ms()).await
-                                {
-                                    tracing::error!(error = %e, "cannot record a command result");
-                                }
-                            }
-                            Ack::Stored
-                        }
-                        Err(why) => {
-                            deny(why);
-                            Ack::PayloadInvalid
-                        }
-                    },
+                let pkid = match qos {
+                    QoS::AtMostOnce => None,
+                    QoS::AtLeastOnce => Some(pkid),
+                    QoS::ExactlyOnce => return Err("QoS 2 is not supported"),
                 };
-                if qos == QoS::AtLeastOnce {
-                    acks.push_back(PendingAck::Ready(Out::PubAck { pkid, ack }));
-                }
-                if !flush_ready(stream, version, &mut acks).await {
-                    return "connection closed";
-                }
-                None
+                self.publish(session, &topic, pkid, &payload).await?;
             }
             In::Subscribe { pkid, filters } => {
                 let mut granted = Vec::with_capacity(filters.len());
@@ -710,126 +761,150 @@ async fn run(
                     match session.authorize_subscribe(f) {
                         Ok(()) => granted.push(true),
                         Err(v) => {
-                            let detail = format!("{v} (from {ip})");
-                            let _ = state
-                                .store
-                                .add_finding(
-                                    "acl_violation".into(),
-                                    Some(session.device_id().to_owned()),
-                                    detail,
-                                    now_ms(),
-                                )
-                                .await;
-                            deny("mqtt_acl");
+                            self.acl_violation(session, &v).await;
                             granted.push(false);
                         }
                     }
                 }
                 let commands = granted.iter().any(|g| *g);
-                if !write(stream, version, Out::SubAck { pkid, granted }).await {
-                    return "connection closed";
-                }
+                self.version.encode(Out::SubAck { pkid, granted }, &mut self.out);
                 if commands {
-                    outbox.subscribed = true;
-                    if !outbox.deliver(state, stream, version, session).await {
-                        return "connection closed";
-                    }
+                    self.outbox.subscribed = true;
+                    self.deliver(session).await;
                 }
-                None
             }
-            In::Unsubscribe { pkid, count } => Some(Out::UnsubAck { pkid, count }),
-            In::PingReq => Some(Out::PingResp),
+            In::Unsubscribe { pkid, count } => {
+                self.version.encode(Out::UnsubAck { pkid, count }, &mut self.out);
+            }
+            In::PingReq => {
+                self.version.encode(Out::PingResp, &mut self.out);
+            }
             In::PubAck { pkid } => {
-                if let Some(id) = outbox.inflight.remove(&pkid)
-                    && let Err(e) = state
+                if let Some(id) = self.outbox.inflight.remove(&pkid)
+                    && let Err(e) = self
+                        .state
                         .store
                         .set_command_status(session.device_id().to_owned(), id, "delivered", None, now_ms())
                         .await
                 {
                     tracing::error!(error = %e, "cannot record a command delivery");
                 }
-                None
             }
-            In::Disconnect => return "client disconnected",
-            In::Connect { .. } => return "second CONNECT",
-            In::Other => return "unexpected packet",
+            In::Disconnect => return Err("client disconnected"),
+            In::Connect { .. } => return Err("second CONNECT"),
+            In::Other => return Err("unexpected packet"),
+        }
+        Ok(())
+    }
+
+    /// A PUBLISH: refused (ACL, payload) or queued for storage; its PUBACK waits its turn.
+    async fn publish(
+        &mut self,
+        session: &Session,
+        topic: &str,
+        pkid: Option<u16>,
+        payload: &[u8],
+    ) -> Result<(), &'static str> {
+        let kind = match session.authorize_publish(topic) {
+            Ok(kind) => kind,
+            Err(v) => {
+                self.acl_violation(session, &v).await;
+                // MQTT 5 refuses the message and keeps the session; 3.1.1 can only close.
+                if self.version == Version::V311 {
+                    return Err("topic not allowed");
+                }
+                self.acks.decided(pkid, AckReason::NotAuthorized);
+                return Ok(());
+            }
         };
-        if let Some(out) = reply
-            && !write(stream, version, out).await
-        {
-            return "connection closed";
-        }
-    }
-}
-
-/// Messages of one connection being stored at most at once (PUBACKs wait for them, in order).
-const MAX_PENDING_STORES: usize = 64;
-
-/// A PUBACK owed to the device, in the order the PUBLISHes arrived (MQTT requires it).
-enum PendingAck {
-    /// Decided already (refused, or stored synchronously).
-    Ready(Out),
-    /// Waiting for the durable commit.
-    Storing { pkid: u16, qos: QoS, handle: tokio::task::JoinHandle<Result<(), palisade_store::StoreError>> },
-}
-
-/// Waits for the oldest pending store (pending forever when the oldest is not a store).
-async fn front_stored(acks: &mut VecDeque<PendingAck>) -> Result<(), &'static str> {
-    match acks.front_mut() {
-        Some(PendingAck::Storing { handle, .. }) => match handle.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "cannot store a device message");
-                Err("storage unavailable")
+        let inbound = match accept(session, kind, payload, &mut self.counters) {
+            Ok(i) => i,
+            Err(why) => {
+                self.deny(why);
+                self.acks.decided(pkid, AckReason::PayloadInvalid);
+                return Ok(());
             }
-            Err(_) => Err("storage unavailable"),
-        },
-        _ => std::future::pending().await,
+        };
+        if kind != TopicKind::CommandResult {
+            self.acks.store(pkid, self.next_batch);
+            self.batch.push(inbound);
+            return Ok(());
+        }
+        // A command result also settles the command: stored at once, in its own write.
+        let result = command_result(&inbound.message.payload);
+        if let Err(e) = self.state.store.ingest(vec![inbound]).await {
+            tracing::error!(error = %e, "cannot store a device message");
+            return Err("storage unavailable");
+        }
+        if let Some((id, status, detail)) = result {
+            let dev = session.device_id().to_owned();
+            if let Err(e) = self.state.store.set_command_status(dev, id, status, Some(detail), now_ms()).await {
+                tracing::error!(error = %e, "cannot record a command result");
+            }
+        }
+        self.acks.decided(pkid, AckReason::Stored);
+        Ok(())
     }
-}
 
-/// The oldest store finished: acknowledge it, then everything already decided behind it.
-async fn finish_front(
-    stream: &mut Tls,
-    version: Version,
-    acks: &mut VecDeque<PendingAck>,
-    done: Result<(), &'static str>,
-) -> Result<(), &'static str> {
-    done?;
-    if let Some(PendingAck::Storing { pkid, qos, .. }) = acks.pop_front()
-        && qos == QoS::AtLeastOnce
-        && !write(stream, version, Out::PubAck { pkid, ack: Ack::Stored }).await
-    {
-        return Err("connection closed");
+    fn deny(&self, reason: &str) {
+        self.state.metrics.denials.get_or_create(&crate::metrics::DenialLabels { reason: reason.into() }).inc();
     }
-    if flush_ready(stream, version, acks).await { Ok(()) } else { Err("connection closed") }
-}
 
-async fn complete_front(
-    stream: &mut Tls,
-    version: Version,
-    acks: &mut VecDeque<PendingAck>,
-) -> Result<(), &'static str> {
-    if !flush_ready(stream, version, acks).await {
-        return Err("connection closed");
+    /// A topic refused: a security event with the source address.
+    async fn acl_violation(&self, session: &Session, v: &palisade_core::mqtt::AclViolation) {
+        let detail = format!("{v} (from {})", self.ip);
+        let device = Some(session.device_id().to_owned());
+        if let Err(e) = self.state.store.add_finding("acl_violation".into(), device, detail, now_ms()).await {
+            tracing::error!(error = %e, "cannot record an ACL violation");
+        }
+        self.deny("mqtt_acl");
     }
-    if matches!(acks.front(), Some(PendingAck::Storing { .. })) {
-        let done = front_stored(acks).await;
-        finish_front(stream, version, acks, done).await?;
-    }
-    Ok(())
-}
 
-/// Writes the decided acknowledgements at the front of the queue.
-async fn flush_ready(stream: &mut Tls, version: Version, acks: &mut VecDeque<PendingAck>) -> bool {
-    while matches!(acks.front(), Some(PendingAck::Ready(_))) {
-        if let Some(PendingAck::Ready(out)) = acks.pop_front()
-            && !write(stream, version, out).await
-        {
-            return false;
+    /// Queues the device's pending commands (if it listens) for the next write.
+    async fn deliver(&mut self, session: &Session) {
+        if !self.outbox.subscribed {
+            return;
+        }
+        let device = session.device_id().to_owned();
+        let pending = match self.state.store.pending_commands(&device).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the command outbox");
+                return;
+            }
+        };
+        for c in pending {
+            let outbox = &mut self.outbox;
+            if outbox.inflight.len() >= MAX_INFLIGHT || outbox.inflight.values().any(|id| *id == c.id) {
+                continue;
+            }
+            outbox.next_pkid = outbox.next_pkid.checked_add(1).unwrap_or(1);
+            let pkid = outbox.next_pkid;
+            let payload = serde_json::json!({ "id": c.id, "command": c.command }).to_string().into_bytes();
+            let topic = format!("devices/{device}/commands");
+            self.version.encode(Out::Publish { topic, pkid, payload }, &mut self.out);
+            outbox.inflight.insert(pkid, c.id.clone());
+            if let Err(e) = self.state.store.set_command_status(device.clone(), c.id, "sent", None, now_ms()).await {
+                tracing::error!(error = %e, "cannot record a command as sent");
+            }
         }
     }
-    true
+}
+
+/// Waits for the oldest batch to be stored; its id, or why the session must end. Pending
+/// forever when nothing is being stored.
+async fn oldest(
+    batches: &mut VecDeque<(u64, tokio::task::JoinHandle<Result<(), palisade_store::StoreError>>)>,
+) -> Result<u64, &'static str> {
+    let Some((id, handle)) = batches.front_mut() else { return std::future::pending().await };
+    match handle.await {
+        Ok(Ok(())) => Ok(*id),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot store device messages");
+            Err("storage unavailable")
+        }
+        Err(_) => Err("storage unavailable"),
+    }
 }
 
 /// Commands sent and not yet acknowledged, on one connection.
@@ -843,40 +918,6 @@ struct Outbox {
 /// Commands in flight at most per session.
 const MAX_INFLIGHT: usize = 16;
 
-impl Outbox {
-    /// Sends the device's pending commands (if it listens); false when the connection broke.
-    async fn deliver(&mut self, state: &AppState, stream: &mut Tls, version: Version, session: &Session) -> bool {
-        if !self.subscribed {
-            return true;
-        }
-        let device = session.device_id().to_owned();
-        let pending = match state.store.pending_commands(&device).await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the command outbox");
-                return true;
-            }
-        };
-        for c in pending {
-            if self.inflight.len() >= MAX_INFLIGHT || self.inflight.values().any(|id| *id == c.id) {
-                continue;
-            }
-            self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
-            let pkid = self.next_pkid;
-            let payload = serde_json::json!({ "id": c.id, "command": c.command }).to_string().into_bytes();
-            let topic = format!("devices/{device}/commands");
-            if !write(stream, version, Out::Publish { topic, pkid, payload }).await {
-                return false;
-            }
-            self.inflight.insert(pkid, c.id.clone());
-            if let Err(e) = state.store.set_command_status(device.clone(), c.id, "sent", None, now_ms()).await {
-                tracing::error!(error = %e, "cannot record a command as sent");
-            }
-        }
-        true
-    }
-}
-
 /// `{"id": "...", "status": "done" | "failed", ...}` on `commands/result`.
 fn command_result(payload: &str) -> Option<(String, &'static str, String)> {
     let v: serde_json::Value = serde_json::from_str(payload).ok()?;
@@ -888,22 +929,77 @@ fn command_result(payload: &str) -> Option<(String, &'static str, String)> {
     Some((id, status, payload.chars().take(4096).collect()))
 }
 
-/// Validates a payload into a message to store.
-fn accept(session: &Session, kind: TopicKind, payload: &[u8]) -> Result<DeviceMessage, &'static str> {
-    let value: serde_json::Value = serde_json::from_slice(payload).map_err(|_| "malformed_json")?;
-    let obj = value.as_object().ok_or("not_an_object")?;
-    if kind == TopicKind::Telemetry && obj.get("v").and_then(serde_json::Value::as_u64) != Some(1) {
-        return Err("unsupported_telemetry_version");
-    }
-    let seq = obj.get("seq").and_then(serde_json::Value::as_i64);
-    Ok(DeviceMessage {
-        device_id: session.device_id().to_owned(),
-        kind: kind.as_str().to_owned(),
-        received_ms: now_ms(),
-        seq,
-        quarantined: session.is_quarantined(),
-        payload: value.to_string(),
+/// Validates a payload into a message to store. Telemetry is parsed once, into the v1 type; its
+/// facts (with rates derived from the device's previous counters) are stored next to the raw
+/// report, which is kept as sent.
+fn accept(
+    session: &Session,
+    kind: TopicKind,
+    payload: &[u8],
+    counters: &mut Option<CounterSample>,
+) -> Result<Inbound, &'static str> {
+    let received_ms = now_ms();
+    let (seq, telemetry) = if kind == TopicKind::Telemetry {
+        let t = TelemetryV1::parse(payload).map_err(|r| r.as_str())?;
+        (t.seq, Some(facts(&t, received_ms, counters)?))
+    } else {
+        let value: serde_json::Value = serde_json::from_slice(payload).map_err(|_| "malformed_json")?;
+        let obj = value.as_object().ok_or("not_an_object")?;
+        (obj.get("seq").and_then(serde_json::Value::as_i64), None)
+    };
+    let text = std::str::from_utf8(payload).map_err(|_| "malformed_json")?;
+    Ok(Inbound {
+        message: DeviceMessage {
+            device_id: session.device_id().to_owned(),
+            kind: kind.as_str().to_owned(),
+            received_ms,
+            seq,
+            quarantined: session.is_quarantined(),
+            payload: text.to_owned(),
+        },
+        telemetry,
     })
+}
+
+/// The facts of one telemetry report. Its time is the device's `ts` (never later than now: a
+/// clock running ahead cannot push facts into the future); rates come from `counters`, the
+/// device's previous report, which this report then replaces unless it is older.
+fn facts(
+    t: &TelemetryV1,
+    received_ms: i64,
+    counters: &mut Option<CounterSample>,
+) -> Result<TelemetryFacts, &'static str> {
+    let at_ms = match &t.ts {
+        Some(ts) => crate::api::convert::parse_rfc3339("ts", ts).map_err(|_| "invalid_telemetry")?.min(received_ms),
+        None => received_ms,
+    };
+    let (net, sys) = (t.net.as_ref(), t.sys.as_ref());
+    let sample = CounterSample {
+        at_ms,
+        boot_id: sys.and_then(|s| s.boot_id.clone()),
+        uptime_s: sys.and_then(|s| s.uptime_s),
+        tx_bytes: net.and_then(|n| n.tx_bytes),
+        rx_bytes: net.and_then(|n| n.rx_bytes),
+    };
+    let rates = palisade_core::telemetry::rates(counters.as_ref(), &sample);
+    let signed = |v: Option<u64>| v.and_then(|v| i64::try_from(v).ok());
+    let facts = TelemetryFacts {
+        at_ms,
+        boot_id: sample.boot_id.clone(),
+        uptime_s: signed(sample.uptime_s),
+        tx_bytes: signed(sample.tx_bytes),
+        rx_bytes: signed(sample.rx_bytes),
+        tx_bps: rates.tx_bps,
+        rx_bps: rates.rx_bps,
+        counter_reset: rates.reset,
+        cpu_pct: sys.and_then(|s| s.cpu_pct),
+        mem_pct: sys.and_then(|s| s.mem_pct),
+        failed_logins: signed(t.auth.as_ref().and_then(|a| a.failed_logins)),
+    };
+    if rates.reset || counters.as_ref().is_none_or(|c| at_ms > c.at_ms) {
+        *counters = Some(sample);
+    }
+    Ok(facts)
 }
 
 /// Feeds raw bytes from a device through everything the plane parses before storage: protocol
@@ -914,6 +1010,7 @@ pub fn fuzz_decode(bytes: &[u8]) -> usize {
     let Ok(Some(version)) = connect_version(bytes) else { return 0 };
     let mut buf = BytesMut::from(bytes);
     let mut session = Session::new("06h05qdcsfk8ph7e73kt", false, 0);
+    let mut counters = None;
     let mut n = 0;
     while let Ok(Some(packet)) = version.read(&mut buf) {
         n += 1;
@@ -923,7 +1020,7 @@ pub fn fuzz_decode(bytes: &[u8]) -> usize {
             }
             In::Publish { topic, payload, .. } => {
                 if let Ok(kind) = session.authorize_publish(&topic) {
-                    let _ = accept(&session, kind, &payload);
+                    let _ = accept(&session, kind, &payload, &mut counters);
                 }
             }
             In::Subscribe { filters, .. } => {
@@ -934,7 +1031,7 @@ pub fn fuzz_decode(bytes: &[u8]) -> usize {
             _ => {}
         }
         let mut out = BytesMut::new();
-        let _ = version.encode(Out::PubAck { pkid: 1, ack: Ack::PayloadInvalid }, &mut out);
+        let _ = version.encode(Out::PubAck { pkid: 1, ack: AckReason::PayloadInvalid }, &mut out);
     }
     n
 }

@@ -483,9 +483,10 @@ impl Store {
 
     // --- device plane -----------------------------------------------------------------------
 
-    /// Stores a message from a device; returns once it is durable (the QoS 1 ack waits for it).
-    pub async fn ingest(&self, m: plane::DeviceMessage) -> Result<(), StoreError> {
-        write_op!(self, "plane.ingest", |c| plane::ingest(c, &m).await)
+    /// Stores a batch of messages from devices; returns once it is durable (the QoS 1 acks wait
+    /// for it).
+    pub async fn ingest(&self, batch: Vec<plane::Inbound>) -> Result<(), StoreError> {
+        write_op!(self, "plane.ingest", |c| plane::ingest(c, &batch).await)
     }
 
     pub async fn device_messages(
@@ -497,23 +498,38 @@ impl Store {
         read_op!(self, "plane.messages", |c| plane::messages(c, device_id, kind, limit).await)
     }
 
-    pub async fn record_connection(
+    /// The counters of a device's latest telemetry report.
+    pub async fn last_counters(
         &self,
-        device_id: String,
-        event: &'static str,
-        at_ms: i64,
-        source_ip: Option<String>,
-        detail: Option<String>,
-    ) -> Result<(), StoreError> {
-        write_op!(self, "plane.connection", |c| plane::connection(
-            c,
-            &device_id,
-            event,
-            at_ms,
-            source_ip.as_deref(),
-            detail.as_deref()
-        )
-        .await)
+        device_id: &str,
+    ) -> Result<Option<palisade_core::telemetry::CounterSample>, StoreError> {
+        read_op!(self, "plane.last_counters", |c| plane::last_counters(c, device_id).await)
+    }
+
+    /// A metric's time series, downsampled into buckets.
+    pub async fn telemetry_series(
+        &self,
+        device_id: &str,
+        metric: plane::Metric,
+        from_ms: i64,
+        to_ms: i64,
+        bucket_ms: i64,
+    ) -> Result<Vec<plane::Bucket>, StoreError> {
+        read_op!(self, "plane.series", |c| plane::series(c, device_id, metric, from_ms, to_ms, bucket_ms).await)
+    }
+
+    pub async fn record_connection(&self, fact: plane::ConnectionFact) -> Result<(), StoreError> {
+        write_op!(self, "plane.connection", |c| plane::connection(c, &fact).await)
+    }
+
+    /// A device's connection history, newest first.
+    pub async fn connections(
+        &self,
+        device_id: &str,
+        before_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<plane::ConnectionFact>, StoreError> {
+        read_op!(self, "plane.connections", |c| plane::connections(c, device_id, before_ms, limit).await)
     }
 
     // --- users ------------------------------------------------------------------------------

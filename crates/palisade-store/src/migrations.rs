@@ -9,6 +9,7 @@ const SQLITE: &[(i64, &str)] = &[
     (3, include_str!("../migrations/sqlite/0003_identity.sql")),
     (4, include_str!("../migrations/sqlite/0004_device_plane.sql")),
     (5, include_str!("../migrations/sqlite/0005_commands.sql")),
+    (6, include_str!("../migrations/sqlite/0006_telemetry.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -16,6 +17,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (3, include_str!("../migrations/postgres/0003_identity.sql")),
     (4, include_str!("../migrations/postgres/0004_device_plane.sql")),
     (5, include_str!("../migrations/postgres/0005_commands.sql")),
+    (6, include_str!("../migrations/postgres/0006_telemetry.sql")),
 ];
 
 /// Applies every migration not yet applied. Runs inside the caller's transaction (DDL is

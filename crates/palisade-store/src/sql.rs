@@ -78,6 +78,11 @@ impl From<Option<i64>> for Value {
         v.map_or(Self::Null(Kind::Int), Self::Int)
     }
 }
+impl From<Option<f64>> for Value {
+    fn from(v: Option<f64>) -> Self {
+        v.map_or(Self::Null(Kind::Real), Self::Real)
+    }
+}
 impl From<Option<String>> for Value {
     fn from(v: Option<String>) -> Self {
         v.map_or(Self::Null(Kind::Text), Self::Text)
@@ -122,6 +127,17 @@ impl Row {
         match self.get(i)? {
             Value::Null(_) => Ok(None),
             _ => self.int(i).map(Some),
+        }
+    }
+
+    /// A number column as a float (integers widen).
+    pub fn opt_real(&self, i: usize) -> Result<Option<f64>, StoreError> {
+        match self.get(i)? {
+            Value::Null(_) => Ok(None),
+            Value::Real(v) => Ok(Some(*v)),
+            #[allow(clippy::cast_precision_loss)]
+            Value::Int(v) => Ok(Some(*v as f64)),
+            other => Err(StoreError::Corrupt(format!("column {i}: expected a number, found {other:?}"))),
         }
     }
 

@@ -11,6 +11,7 @@ use palisade_proto::{
     LifecycleRequest, LifecycleState as WireState,
 };
 use palisade_store::devices::{DeviceFilter, NewDevice, Transition};
+use palisade_store::plane::Metric;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -356,6 +357,112 @@ pub async fn latest_telemetry(
         seq: m.seq,
         payload: serde_json::from_str(&m.payload).unwrap_or(serde_json::Value::Null),
     }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SeriesQuery {
+    /// tx_bps, rx_bps, tx_bytes, rx_bytes, cpu_pct, mem_pct, uptime_s or failed_logins.
+    metric: String,
+    /// RFC 3339, inclusive (default: 24 hours before `to`).
+    from: Option<String>,
+    /// RFC 3339, exclusive (default: now).
+    to: Option<String>,
+    /// Buckets at most, 1–1000 (default 100).
+    points: Option<i64>,
+}
+
+/// Longest window a series may cover.
+const MAX_WINDOW_MS: i64 = 366 * 24 * 3600 * 1000;
+
+/// One metric of a device over a window, downsampled (average, minimum and maximum per bucket).
+/// Rates (`tx_bps`, `rx_bps`) are derived by the server from the device's counters; a report
+/// after a reboot or counter reset has no rate.
+#[utoipa::path(get, path = "/api/v1/devices/{id}/telemetry", tag = "devices", params(("id" = String, Path), SeriesQuery),
+    responses((status = 200, body = palisade_proto::TelemetrySeries), (status = 422, body = ErrorBody)))]
+pub async fn telemetry_series(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<SeriesQuery>,
+) -> Result<Json<palisade_proto::TelemetrySeries>, ApiError> {
+    let id = parse_id(&id)?;
+    scoped_device(&state, &caller, &id, Permission::DevicesRead).await?;
+    let metric = Metric::parse(&q.metric).ok_or_else(|| {
+        let names: Vec<_> = Metric::ALL.iter().map(|m| m.as_str()).collect();
+        palisade_core::InvalidField::new("metric", format!("{:.40?} is not one of {}", q.metric, names.join(", ")))
+    })?;
+    let to = q.to.as_deref().map(|s| convert::parse_rfc3339("to", s)).transpose()?.unwrap_or_else(crate::now_ms);
+    let from =
+        q.from.as_deref().map(|s| convert::parse_rfc3339("from", s)).transpose()?.unwrap_or(to - 24 * 3600 * 1000);
+    if from >= to || to - from > MAX_WINDOW_MS {
+        return Err(palisade_core::InvalidField::new("from", "must be before `to`, at most 366 days before").into());
+    }
+    let points = q.points.unwrap_or(100);
+    if !(1..=1000).contains(&points) {
+        return Err(palisade_core::InvalidField::new("points", "must be 1–1000").into());
+    }
+    let bucket_ms = ((to - from) + points - 1) / points;
+    let buckets = state.store.telemetry_series(id.as_str(), metric, from, to, bucket_ms).await?;
+    Ok(Json(palisade_proto::TelemetrySeries {
+        metric: metric.as_str().to_owned(),
+        from: convert::rfc3339(from),
+        to: convert::rfc3339(to),
+        bucket_ms,
+        points: buckets
+            .into_iter()
+            .map(|b| palisade_proto::SeriesPoint {
+                at: convert::rfc3339(b.start_ms),
+                count: b.count,
+                avg: b.avg,
+                min: b.min,
+                max: b.max,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ConnectionsQuery {
+    /// RFC 3339, exclusive (default: now): page back with the oldest `at` of the last page.
+    before: Option<String>,
+    /// 1–1000 (default 100).
+    limit: Option<usize>,
+}
+
+/// A device's connection history, newest first: connects, disconnects (reason, duration) and
+/// refusals, with source address, TLS version and cipher.
+#[utoipa::path(get, path = "/api/v1/devices/{id}/connections", tag = "devices", params(("id" = String, Path), ConnectionsQuery),
+    responses((status = 200, body = Vec<palisade_proto::ConnectionEvent>)))]
+pub async fn connection_history(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ConnectionsQuery>,
+) -> Result<Json<Vec<palisade_proto::ConnectionEvent>>, ApiError> {
+    let id = parse_id(&id)?;
+    scoped_device(&state, &caller, &id, Permission::DevicesRead).await?;
+    let before = q.before.as_deref().map(|s| convert::parse_rfc3339("before", s)).transpose()?;
+    let limit = page_limit(q.limit)?;
+    let limit = i64::try_from(limit).unwrap_or(100);
+    let facts = state.store.connections(id.as_str(), before.unwrap_or(i64::MAX), limit).await?;
+    Ok(Json(
+        facts
+            .into_iter()
+            .map(|f| palisade_proto::ConnectionEvent {
+                event: f.event,
+                at: convert::rfc3339(f.at_ms),
+                source_ip: f.source_ip,
+                detail: f.detail,
+                tls_version: f.tls_version,
+                cipher: f.cipher,
+                duration_ms: f.duration_ms,
+            })
+            .collect(),
+    ))
 }
 
 const COMMANDS: &[&str] = &["ping", "reboot", "wipe", "quarantine-mode", "rotate-credentials", "collect-diagnostics"];

@@ -84,6 +84,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(access::list_keys, access::create_key))
         .routes(routes!(access::revoke_key))
         .routes(routes!(devices::latest_telemetry))
+        .routes(routes!(devices::telemetry_series))
+        .routes(routes!(devices::connection_history))
         .routes(routes!(devices::send_command, devices::list_commands))
         .routes(routes!(identity::create_token))
         .routes(routes!(identity::device_certificates))

@@ -75,6 +75,8 @@ pub const POLICIES: &[(&str, &str, Policy)] = &[
     ("POST", "/api/v1/devices/{id}/enrollment-tokens", perm(PkiEnroll)),
     ("GET", "/api/v1/devices/{id}/certificates", perm(DevicesRead)),
     ("GET", "/api/v1/devices/{id}/telemetry/latest", perm(DevicesRead)),
+    ("GET", "/api/v1/devices/{id}/telemetry", perm(DevicesRead)),
+    ("GET", "/api/v1/devices/{id}/connections", perm(DevicesRead)),
     ("POST", "/api/v1/devices/{id}/commands", perm(DevicesLifecycle)),
     ("GET", "/api/v1/devices/{id}/commands", perm(DevicesRead)),
     ("POST", "/api/v1/certificates/{serial}/revoke", perm(PkiRevoke)),

@@ -409,3 +409,124 @@ mod storm {
         super::pubacked_telemetry_survives_kill_9("postgres").await
     }
 }
+
+#[tokio::test]
+async fn telemetry_rates_series_and_connection_history() {
+    let s = Server::start().await;
+    let admin = s.api_key("admin");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (id, cert, key) = enrolled(&s, &admin, dir, "series").await;
+    let topic = format!("devices/{id}/telemetry");
+    // Five reports 10 s apart (device time), one mosquitto_pub connection each: the counters of
+    // the previous report come from the store. The fourth follows a reboot (new boot id,
+    // counters small again): no rate, not a negative spike.
+    let base = now_ms() / 1000 - 120;
+    let reports = [("b1", 1_000, 0), ("b1", 11_000, 10), ("b1", 21_000, 20), ("b2", 500, 30), ("b2", 10_500, 40)];
+    for (seq, (boot, tx, dt)) in reports.iter().enumerate() {
+        let ts = time::OffsetDateTime::from_unix_timestamp(base + dt)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        let body = json!({"v": 1, "seq": seq, "ts": ts, "net": {"tx_bytes": tx, "rx_bytes": 0},
+            "sys": {"boot_id": boot, "cpu_pct": 10.0 * (seq as f64 + 1.0)}});
+        assert!(publish(&s, dir, &cert, &key, &id, &topic, &body.to_string()));
+    }
+    let window = |metric: &str, points: u32| {
+        let from = time::OffsetDateTime::from_unix_timestamp(base - 60).unwrap();
+        let to = time::OffsetDateTime::from_unix_timestamp(base + 60).unwrap();
+        let f = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap();
+        format!("/api/v1/devices/{id}/telemetry?metric={metric}&from={}&to={}&points={points}", f(from), f(to))
+    };
+    // One bucket over the whole window: three rates (reports 2, 3 and 5), all 1,000 B/s.
+    let r = s.client.get(&window("tx_bps", 1), &admin).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let points = r.json()["points"].as_array().unwrap().clone();
+    assert_eq!(points.len(), 1, "{points:?}");
+    assert_eq!(points[0]["count"], 3, "no rate across the reboot: {points:?}");
+    assert_eq!(points[0]["min"], 1000.0);
+    assert_eq!(points[0]["max"], 1000.0);
+    // One-second buckets: each report in its own bucket, empty buckets left out.
+    let r = s.client.get(&window("cpu_pct", 120), &admin).await.json();
+    assert_eq!(r["bucket_ms"], 1000);
+    let cpu: Vec<f64> = r["points"].as_array().unwrap().iter().map(|p| p["avg"].as_f64().unwrap()).collect();
+    assert_eq!(cpu, [10.0, 20.0, 30.0, 40.0, 50.0]);
+    // Ten-second buckets hold one report each; 60-second buckets average several.
+    let r = s.client.get(&window("tx_bytes", 2), &admin).await.json();
+    let counts: i64 = r["points"].as_array().unwrap().iter().map(|p| p["count"].as_i64().unwrap()).sum();
+    assert_eq!(counts, 5);
+    // Bad requests say which field is wrong.
+    let r = s.client.get(&format!("/api/v1/devices/{id}/telemetry?metric=temperature"), &admin).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
+    assert!(r.text().contains("metric"), "{}", r.text());
+    let r = s.client.get(&format!("/api/v1/devices/{id}/telemetry?metric=tx_bps&points=0"), &admin).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
+
+    // Connection history: every publish above was one session, with its TLS facts and duration.
+    let h = s.client.get(&format!("/api/v1/devices/{id}/connections?limit=1000"), &admin).await;
+    assert_eq!(h.status, StatusCode::OK, "{}", h.text());
+    let h = h.json();
+    let events = h.as_array().unwrap();
+    let connected: Vec<_> = events.iter().filter(|e| e["event"] == "connected").collect();
+    assert_eq!(connected.len(), 5, "{events:?}");
+    for e in &connected {
+        assert_eq!(e["tls_version"], "TLSv1_3", "{e}");
+        assert!(e["cipher"].as_str().unwrap().starts_with("TLS13_"), "{e}");
+        assert_eq!(e["source_ip"], "127.0.0.1");
+    }
+    let disconnected: Vec<_> = events.iter().filter(|e| e["event"] == "disconnected").collect();
+    assert_eq!(disconnected.len(), 5, "{events:?}");
+    assert!(
+        disconnected.iter().all(|e| e["duration_ms"].as_i64().unwrap() >= 0 && e["detail"] == "client disconnected")
+    );
+
+    // A refused handshake (another CA) is stored too, for detection, with its source address.
+    crate::identity::self_signed(dir, "stranger", &format!("/CN={id}"), &[]);
+    assert!(!publish(&s, dir, "stranger.pem", "stranger.key", &id, &topic, r#"{"v":1}"#));
+    let url = format!("sqlite://{}", s.dir.join("palisade.db").display());
+    let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    let refused: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT source_ip, detail FROM device_connections WHERE device_id = '-' AND event = 'refused'")
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].0, "127.0.0.1");
+    assert!(refused[0].1.as_deref().unwrap().starts_with("TLS handshake"), "{refused:?}");
+}
+
+/// paho-mqtt (Debian `python3-paho-mqtt`), MQTT 3.1.1 and 5: telemetry is acknowledged and
+/// stored, the commands topic is granted, `devices/#` refused.
+#[tokio::test]
+async fn paho_mqtt_devices_interoperate() {
+    let s = Server::start().await;
+    let admin = s.api_key("admin");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (id, cert, key) = enrolled(&s, &admin, dir, "paho").await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/paho_device.py");
+    // The Debian package installs into the system interpreter (another python3 may come first
+    // on PATH, e.g. from pyenv).
+    let python = if Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" };
+    for (version, seq) in [("3.1.1", "1"), ("5", "2")] {
+        let out = Command::new(python)
+            .current_dir(dir)
+            .arg(&script)
+            .args(["127.0.0.1", &s.mqtt_addr.port().to_string()])
+            .arg(s.dir.join("pki/root-ca.pem"))
+            .args([&cert, &key, &id, version, seq])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "paho {version}: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+        let r: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(r["telemetry_acked"], true, "{r}");
+        assert_eq!(r["commands_granted"], json!([1]), "{r}");
+        // MQTT 3.1.1 SUBACK failure is 0x80; MQTT 5 says "not authorized" (0x87).
+        let refused = if version == "5" { 0x87 } else { 0x80 };
+        assert_eq!(r["wildcard_granted"], json!([refused]), "{r}");
+        let latest = s.client.get(&format!("/api/v1/devices/{id}/telemetry/latest"), &admin).await.json();
+        assert_eq!(latest["seq"].to_string(), seq, "{latest}");
+    }
+    assert_eq!(findings_of(&s, &admin, "acl_violation", &id).await, 2);
+}
