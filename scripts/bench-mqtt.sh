@@ -8,9 +8,10 @@ N=${1:-50}
 SECS=${2:-10}
 cd "$(dirname "$0")/.."
 cargo build --release -q -p palisade --bin palisade
-cargo build --release -q -p palisade-server --example mqtt_load
+cargo build --release -q -p palisade-server --example mqtt_load --example mqtt_fleet
 BIN=$PWD/target/release/palisade
 LOAD=$PWD/target/release/examples/mqtt_load
+FLEET=$PWD/target/release/examples/mqtt_fleet
 W=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$W"' EXIT
 mkdir -p "$W/devices"
@@ -22,18 +23,9 @@ port() { sed -E "s/.*\"$1\":\"[^\"]*:([0-9]+)\".*/\1/" "$W/serve.out" | head -1;
 API=$(port console); EST=$(port device_https); MQTT=$(port mqtt)
 CA="$W/data/pki/root-ca.pem"
 KEY=$("$BIN" apikey create --data-dir "$W/data" --role admin)
-api() { curl -sS --cacert "$CA" -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' "$@"; }
 
 echo "enrolling $N devices over EST…"
-for i in $(seq 1 "$N"); do
-  ID=$(api "https://localhost:$API/api/v1/devices" -d "{\"serial\":\"B-$i\",\"model\":\"m\",\"vendor\":\"v\"}" | sed -E 's/.*"id":"([^"]+)".*/\1/')
-  TOKEN=$(api -X POST "https://localhost:$API/api/v1/devices/$ID/enrollment-tokens" | sed -E 's/.*"token":"([^"]+)".*/\1/')
-  openssl ecparam -name prime256v1 -genkey -noout -out "$W/devices/$ID.key"
-  openssl req -new -key "$W/devices/$ID.key" -subj /CN=x -outform DER 2>/dev/null | openssl base64 > "$W/$ID.csr"
-  curl -sS --cacert "$CA" -u "$ID:$TOKEN" -H 'Content-Type: application/pkcs10' --data-binary @"$W/$ID.csr" \
-    "https://127.0.0.1:$EST/.well-known/est/simpleenroll" | openssl base64 -d | openssl pkcs7 -inform DER -print_certs \
-    | sed -n '/BEGIN/,/END/p' > "$W/devices/$ID.pem"
-done
+"$FLEET" enroll "https://127.0.0.1:$API" "https://127.0.0.1:$EST" "$CA" "$KEY" "$N" "$W/devices"
 curl -sS --cacert "$CA" "https://127.0.0.1:$EST/.well-known/est/cacerts" | openssl base64 -d \
   | openssl pkcs7 -inform DER -print_certs | sed -n '/BEGIN/,/END/p' > "$W/device-chain.pem"
 

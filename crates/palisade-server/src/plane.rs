@@ -23,7 +23,7 @@ use rumqttc::mqttbytes::v4::{ConnAck, ConnectReturnCode, Packet, PubAck, SubAck,
 use rumqttc::mqttbytes::{Error as CodecError, QoS};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use x509_parser::prelude::FromDer as _;
 
 use crate::{AppState, now_ms};
@@ -144,6 +144,7 @@ pub async fn serve(state: AppState, listener: TcpListener, mut shutdown: watch::
             }
         }
     });
+    let ingest = Ingest::start(state.store.clone());
     loop {
         let (tcp, peer) = tokio::select! {
             _ = shutdown.changed() => break,
@@ -158,6 +159,7 @@ pub async fn serve(state: AppState, listener: TcpListener, mut shutdown: watch::
         };
         let state = state.clone();
         let shutdown = shutdown.clone();
+        let ingest = ingest.clone();
         tokio::spawn(async move {
             let acceptor = tokio_rustls::TlsAcceptor::from(state.pki.mqtt_tls());
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -190,7 +192,7 @@ pub async fn serve(state: AppState, listener: TcpListener, mut shutdown: watch::
             };
             let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.as_ref().to_vec());
             let Some(leaf) = leaf else { return };
-            connection(state, tls, peer, &leaf, shutdown).await;
+            connection(state, ingest, tls, peer, &leaf, shutdown).await;
         });
     }
     // Shutting down: end every session.
@@ -458,6 +460,7 @@ async fn read_connect(stream: &mut Tls, buf: &mut BytesMut) -> Result<(Version, 
                 if let Some(p) = version.read(buf)? {
                     return Ok((version, p));
                 }
+                buf.reserve(1024);
                 match stream.read_buf(buf).await {
                     Ok(0) | Err(_) => return Err("connection closed"),
                     Ok(_) => {}
@@ -467,6 +470,7 @@ async fn read_connect(stream: &mut Tls, buf: &mut BytesMut) -> Result<(Version, 
         if buf.len() > 64 {
             return Err("malformed CONNECT");
         }
+        buf.reserve(1024);
         match stream.read_buf(buf).await {
             Ok(0) | Err(_) => return Err("connection closed"),
             Ok(_) => {}
@@ -476,6 +480,7 @@ async fn read_connect(stream: &mut Tls, buf: &mut BytesMut) -> Result<(Version, 
 
 async fn connection(
     state: AppState,
+    ingest: Ingest,
     mut stream: Tls,
     peer: SocketAddr,
     leaf: &[u8],
@@ -504,7 +509,7 @@ async fn connection(
             }
         }
     };
-    let mut buf = BytesMut::with_capacity(4096);
+    let mut buf = BytesMut::new();
     let (version, client_id, keep_alive) =
         match tokio::time::timeout(CONNECT_TIMEOUT, read_connect(&mut stream, &mut buf)).await {
             Ok(Ok((v, In::Connect { client_id, keep_alive }))) => (v, client_id, keep_alive),
@@ -578,6 +583,7 @@ async fn connection(
     };
     let mut conn = Conn {
         state: &state,
+        ingest,
         stream: &mut stream,
         version,
         ip: &ip,
@@ -638,10 +644,14 @@ async fn admit(state: &AppState, device_id: &str, serial: &str) -> Result<bool, 
 /// Messages of one connection waiting for storage at most (the session stops reading at the
 /// limit, so slow storage slows the device down instead of filling memory).
 const MAX_PENDING_STORES: usize = 64;
+/// Room made for each read: dozens of small PUBLISHes at once, without holding much memory per
+/// idle connection.
+const READ_CHUNK: usize = 8 * 1024;
 
 /// One admitted connection's working state.
 struct Conn<'a> {
     state: &'a AppState,
+    ingest: Ingest,
     stream: &'a mut Tls,
     version: Version,
     ip: &'a str,
@@ -652,7 +662,7 @@ struct Conn<'a> {
     /// Messages decoded in this turn, stored together as one batch.
     batch: Vec<Inbound>,
     /// Batches being stored, oldest first.
-    batches: VecDeque<(u64, tokio::task::JoinHandle<Result<(), palisade_store::StoreError>>)>,
+    batches: VecDeque<(u64, oneshot::Receiver<bool>)>,
     next_batch: u64,
     outbox: Outbox,
     /// The device's latest counters, to derive rates from.
@@ -685,9 +695,8 @@ impl Conn<'_> {
                 }
             }
             if !self.batch.is_empty() {
-                let store = self.state.store.clone();
-                let batch = std::mem::take(&mut self.batch);
-                self.batches.push_back((self.next_batch, tokio::spawn(async move { store.ingest(batch).await })));
+                let stored = self.ingest.submit(std::mem::take(&mut self.batch)).await;
+                self.batches.push_back((self.next_batch, stored));
                 self.next_batch += 1;
             }
             for (pkid, ack) in self.acks.release() {
@@ -701,7 +710,7 @@ impl Conn<'_> {
                 .map_or(Duration::from_secs(3600), |d| Duration::from_millis(u64::try_from(d - now_ms()).unwrap_or(0)));
             let reading = self.acks.has_room();
             if reading {
-                buf.reserve(16 * 1024);
+                buf.reserve(READ_CHUNK);
             }
             tokio::select! {
                 done = oldest(&mut self.batches) => {
@@ -893,18 +902,75 @@ impl Conn<'_> {
 
 /// Waits for the oldest batch to be stored; its id, or why the session must end. Pending
 /// forever when nothing is being stored.
-async fn oldest(
-    batches: &mut VecDeque<(u64, tokio::task::JoinHandle<Result<(), palisade_store::StoreError>>)>,
-) -> Result<u64, &'static str> {
-    let Some((id, handle)) = batches.front_mut() else { return std::future::pending().await };
-    match handle.await {
-        Ok(Ok(())) => Ok(*id),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "cannot store device messages");
-            Err("storage unavailable")
-        }
-        Err(_) => Err("storage unavailable"),
+async fn oldest(batches: &mut VecDeque<(u64, oneshot::Receiver<bool>)>) -> Result<u64, &'static str> {
+    let Some((id, stored)) = batches.front_mut() else { return std::future::pending().await };
+    match stored.await {
+        Ok(true) => Ok(*id),
+        Ok(false) | Err(_) => Err("storage unavailable"),
     }
+}
+
+/// A connection's batch and who to tell once it is durable.
+type IngestRequest = (Vec<Inbound>, oneshot::Sender<bool>);
+
+/// Rows one write takes at most.
+const INGEST_MAX_ROWS: usize = 16384;
+/// Writes in flight at once: one committing while the next gathers.
+const INGEST_PIPELINE: usize = 1;
+
+/// Gathers the batches of every connection into one store write: one transaction (one fsync,
+/// one multi-row INSERT per table) for everything that arrived while the previous write was
+/// committing. Per-write costs are paid per group of connections instead of per connection.
+/// The queue is bounded and each connection has at most `MAX_PENDING_STORES` messages in it.
+#[derive(Clone)]
+struct Ingest {
+    tx: mpsc::Sender<IngestRequest>,
+}
+
+impl Ingest {
+    fn start(store: palisade_store::Store) -> Self {
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(run_ingest(store, rx));
+        Self { tx }
+    }
+
+    /// Queues a batch; the receiver hears `true` once it is durable, `false` if it failed.
+    async fn submit(&self, batch: Vec<Inbound>) -> oneshot::Receiver<bool> {
+        let (done, stored) = oneshot::channel();
+        // If the ingester is gone, `done` is dropped and the receiver reports a failure.
+        let _ = self.tx.send((batch, done)).await;
+        stored
+    }
+}
+
+async fn run_ingest(store: palisade_store::Store, mut rx: mpsc::Receiver<IngestRequest>) {
+    let mut writing = tokio::task::JoinSet::new();
+    loop {
+        while writing.len() >= INGEST_PIPELINE {
+            writing.join_next().await;
+        }
+        let Some((mut rows, done)) = rx.recv().await else { break };
+        let mut waiting = vec![done];
+        while rows.len() < INGEST_MAX_ROWS {
+            let Ok((more, done)) = rx.try_recv() else { break };
+            rows.extend(more);
+            waiting.push(done);
+        }
+        let store = store.clone();
+        writing.spawn(async move {
+            let ok = match store.ingest(rows).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot store device messages");
+                    false
+                }
+            };
+            for done in waiting {
+                let _ = done.send(ok);
+            }
+        });
+    }
+    while writing.join_next().await.is_some() {}
 }
 
 /// Commands sent and not yet acknowledged, on one connection.
@@ -939,13 +1005,14 @@ fn accept(
     counters: &mut Option<CounterSample>,
 ) -> Result<Inbound, &'static str> {
     let received_ms = now_ms();
-    let (seq, telemetry) = if kind == TopicKind::Telemetry {
+    let (seq, at_ms, telemetry) = if kind == TopicKind::Telemetry {
         let t = TelemetryV1::parse(payload).map_err(|r| r.as_str())?;
-        (t.seq, Some(facts(&t, received_ms, counters)?))
+        let (at_ms, facts) = facts(&t, received_ms, counters)?;
+        (t.seq, at_ms, Some(facts))
     } else {
         let value: serde_json::Value = serde_json::from_slice(payload).map_err(|_| "malformed_json")?;
         let obj = value.as_object().ok_or("not_an_object")?;
-        (obj.get("seq").and_then(serde_json::Value::as_i64), None)
+        (obj.get("seq").and_then(serde_json::Value::as_i64), received_ms, None)
     };
     let text = std::str::from_utf8(payload).map_err(|_| "malformed_json")?;
     Ok(Inbound {
@@ -953,6 +1020,7 @@ fn accept(
             device_id: session.device_id().to_owned(),
             kind: kind.as_str().to_owned(),
             received_ms,
+            at_ms,
             seq,
             quarantined: session.is_quarantined(),
             payload: text.to_owned(),
@@ -968,7 +1036,7 @@ fn facts(
     t: &TelemetryV1,
     received_ms: i64,
     counters: &mut Option<CounterSample>,
-) -> Result<TelemetryFacts, &'static str> {
+) -> Result<(i64, TelemetryFacts), &'static str> {
     let at_ms = match &t.ts {
         Some(ts) => crate::api::convert::parse_rfc3339("ts", ts).map_err(|_| "invalid_telemetry")?.min(received_ms),
         None => received_ms,
@@ -984,7 +1052,6 @@ fn facts(
     let rates = palisade_core::telemetry::rates(counters.as_ref(), &sample);
     let signed = |v: Option<u64>| v.and_then(|v| i64::try_from(v).ok());
     let facts = TelemetryFacts {
-        at_ms,
         boot_id: sample.boot_id.clone(),
         uptime_s: signed(sample.uptime_s),
         tx_bytes: signed(sample.tx_bytes),
@@ -999,7 +1066,7 @@ fn facts(
     if rates.reset || counters.as_ref().is_none_or(|c| at_ms > c.at_ms) {
         *counters = Some(sample);
     }
-    Ok(facts)
+    Ok((at_ms, facts))
 }
 
 /// Feeds raw bytes from a device through everything the plane parses before storage: protocol

@@ -1,6 +1,6 @@
 //! What devices send and how they connect, as stored.
 
-use crate::sql::Db;
+use crate::sql::{Db, Dialect};
 use crate::{StoreError, args};
 
 /// One stored message.
@@ -9,15 +9,16 @@ pub struct DeviceMessage {
     pub device_id: String,
     pub kind: String,
     pub received_ms: i64,
+    /// The device's own time for the message (telemetry `ts`), else `received_ms`.
+    pub at_ms: i64,
     pub seq: Option<i64>,
     pub quarantined: bool,
     pub payload: String,
 }
 
-/// Facts derived from one accepted telemetry report (stored next to the raw report).
+/// Facts derived from one accepted telemetry report (stored on the report's row).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TelemetryFacts {
-    pub at_ms: i64,
     pub boot_id: Option<String>,
     pub uptime_s: Option<i64>,
     pub tx_bytes: Option<i64>,
@@ -37,35 +38,33 @@ pub struct Inbound {
     pub telemetry: Option<TelemetryFacts>,
 }
 
-/// Rows per multi-row INSERT (well under both backends' parameter limits).
-const ROWS_PER_INSERT: usize = 200;
+const INSERT_HEAD: &str = "INSERT INTO device_messages (device_id, kind, received_ms, at_ms, seq, quarantined, payload, \
+     boot_id, uptime_s, tx_bytes, rx_bytes, tx_bps, rx_bps, counter_reset, cpu_pct, mem_pct, failed_logins) VALUES ";
+const INSERT_COLUMNS: usize = 17;
+/// Rows per INSERT: a batch is cut into these sizes, largest first, so every statement is one
+/// of four shapes the connection has prepared already.
+const ROWS_PER_INSERT: [usize; 4] = [128, 32, 8, 1];
 
-/// Stores a batch of messages with one multi-row INSERT per table (per 200 rows).
+/// Stores a batch of messages with a few multi-row INSERTs.
 pub async fn ingest<D: Db>(db: &mut D, batch: &[Inbound]) -> Result<(), StoreError> {
-    for chunk in batch.chunks(ROWS_PER_INSERT) {
-        let mut args = Vec::with_capacity(chunk.len() * 6);
+    let mut rest = batch;
+    while !rest.is_empty() {
+        let rows = ROWS_PER_INSERT.into_iter().find(|n| *n <= rest.len()).unwrap_or(1);
+        let (chunk, tail) = rest.split_at(rows.min(rest.len()));
+        rest = tail;
+        let mut args = Vec::with_capacity(chunk.len() * INSERT_COLUMNS);
         for i in chunk {
             let m = &i.message;
-            args.extend(args![&m.device_id, &m.kind, m.received_ms, m.seq, i64::from(m.quarantined), &m.payload]);
-        }
-        let sql = multi_row(
-            "INSERT INTO device_messages (device_id, kind, received_ms, seq, quarantined, payload) VALUES ",
-            6,
-            chunk.len(),
-        );
-        db.exec(&sql, args).await?;
-        let facts: Vec<_> = chunk.iter().filter_map(|i| i.telemetry.as_ref().map(|t| (&i.message, t))).collect();
-        if facts.is_empty() {
-            continue;
-        }
-        let mut args = Vec::with_capacity(facts.len() * 14);
-        for (m, t) in &facts {
+            let t = i.telemetry.clone().unwrap_or_default();
             args.extend(args![
                 &m.device_id,
-                t.at_ms,
+                &m.kind,
                 m.received_ms,
+                m.at_ms,
                 m.seq,
-                t.boot_id.as_deref(),
+                i64::from(m.quarantined),
+                &m.payload,
+                t.boot_id,
                 t.uptime_s,
                 t.tx_bytes,
                 t.rx_bytes,
@@ -77,26 +76,29 @@ pub async fn ingest<D: Db>(db: &mut D, batch: &[Inbound]) -> Result<(), StoreErr
                 t.failed_logins
             ]);
         }
-        let sql = multi_row(
-            "INSERT INTO telemetry (device_id, at_ms, received_ms, seq, boot_id, uptime_s, tx_bytes, rx_bytes, \
-             tx_bps, rx_bps, counter_reset, cpu_pct, mem_pct, failed_logins) VALUES ",
-            14,
-            facts.len(),
-        );
-        db.exec(&sql, args).await?;
+        db.exec(&multi_row::<D>(INSERT_HEAD, INSERT_COLUMNS, chunk.len()), args).await?;
     }
     Ok(())
 }
 
 /// `head` followed by `rows` groups of `columns` placeholders: `($1, $2), ($3, $4)`.
-fn multi_row(head: &str, columns: usize, rows: usize) -> String {
+///
+/// SQLite gets anonymous `?` placeholders instead: looking up a numbered parameter by index is a
+/// linear scan in SQLite, so binding a thousand `$n` costs a million steps.
+fn multi_row<D: Db>(head: &str, columns: usize, rows: usize) -> String {
     use std::fmt::Write as _;
     let mut sql = String::with_capacity(head.len() + rows * columns * 6);
     sql.push_str(head);
     for r in 0..rows {
         sql.push_str(if r == 0 { "(" } else { ", (" });
         for c in 0..columns {
-            let _ = write!(sql, "{}${}", if c == 0 { "" } else { ", " }, r * columns + c + 1);
+            sql.push_str(if c == 0 { "" } else { ", " });
+            match D::DIALECT {
+                Dialect::Sqlite => sql.push('?'),
+                Dialect::Postgres => {
+                    let _ = write!(sql, "${}", r * columns + c + 1);
+                }
+            }
         }
         sql.push(')');
     }
@@ -110,8 +112,8 @@ pub async fn last_counters<D: Db>(
 ) -> Result<Option<palisade_core::telemetry::CounterSample>, StoreError> {
     let row = db
         .query_opt(
-            "SELECT at_ms, boot_id, uptime_s, tx_bytes, rx_bytes FROM telemetry WHERE device_id = $1 \
-             ORDER BY at_ms DESC, received_ms DESC LIMIT 1",
+            "SELECT at_ms, boot_id, uptime_s, tx_bytes, rx_bytes FROM device_messages \
+             WHERE device_id = $1 AND kind = 'telemetry' ORDER BY at_ms DESC LIMIT 1",
             args![device_id],
         )
         .await?;
@@ -196,7 +198,7 @@ pub async fn series<D: Db>(
     let col = metric.as_str();
     let sql = format!(
         "SELECT (at_ms - $2) / $4 AS b, COUNT(*), AVG(CAST({col} AS DOUBLE PRECISION)), \
-         MIN(CAST({col} AS DOUBLE PRECISION)), MAX(CAST({col} AS DOUBLE PRECISION)) FROM telemetry \
+         MIN(CAST({col} AS DOUBLE PRECISION)), MAX(CAST({col} AS DOUBLE PRECISION)) FROM device_messages \
          WHERE device_id = $1 AND at_ms >= $2 AND at_ms < $3 AND {col} IS NOT NULL GROUP BY b ORDER BY b"
     );
     let rows = db.query(&sql, args![device_id, from_ms, to_ms, bucket_ms.max(1)]).await?;
@@ -222,8 +224,8 @@ pub async fn messages<D: Db>(
 ) -> Result<Vec<DeviceMessage>, StoreError> {
     let rows = db
         .query(
-            "SELECT device_id, kind, received_ms, seq, quarantined, payload FROM device_messages \
-             WHERE device_id = $1 AND kind = $2 ORDER BY received_ms DESC LIMIT $3",
+            "SELECT device_id, kind, received_ms, at_ms, seq, quarantined, payload FROM device_messages \
+             WHERE device_id = $1 AND kind = $2 ORDER BY at_ms DESC LIMIT $3",
             args![device_id, kind, limit],
         )
         .await?;
@@ -233,9 +235,10 @@ pub async fn messages<D: Db>(
                 device_id: r.text(0)?,
                 kind: r.text(1)?,
                 received_ms: r.int(2)?,
-                seq: r.opt_int(3)?,
-                quarantined: r.int(4)? != 0,
-                payload: r.text(5)?,
+                at_ms: r.int(3)?,
+                seq: r.opt_int(4)?,
+                quarantined: r.int(5)? != 0,
+                payload: r.text(6)?,
             })
         })
         .collect()

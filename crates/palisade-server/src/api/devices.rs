@@ -363,8 +363,8 @@ pub async fn latest_telemetry(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct SeriesQuery {
-    /// tx_bps, rx_bps, tx_bytes, rx_bytes, cpu_pct, mem_pct, uptime_s or failed_logins.
-    metric: String,
+    /// Required: tx_bps, rx_bps, tx_bytes, rx_bytes, cpu_pct, mem_pct, uptime_s or failed_logins.
+    metric: Option<String>,
     /// RFC 3339, inclusive (default: 24 hours before `to`).
     from: Option<String>,
     /// RFC 3339, exclusive (default: now).
@@ -389,9 +389,11 @@ pub async fn telemetry_series(
 ) -> Result<Json<palisade_proto::TelemetrySeries>, ApiError> {
     let id = parse_id(&id)?;
     scoped_device(&state, &caller, &id, Permission::DevicesRead).await?;
-    let metric = Metric::parse(&q.metric).ok_or_else(|| {
+    // Checked after the device's scope, so a device outside it is not found whatever the query.
+    let asked = q.metric.as_deref().unwrap_or_default();
+    let metric = Metric::parse(asked).ok_or_else(|| {
         let names: Vec<_> = Metric::ALL.iter().map(|m| m.as_str()).collect();
-        palisade_core::InvalidField::new("metric", format!("{:.40?} is not one of {}", q.metric, names.join(", ")))
+        palisade_core::InvalidField::new("metric", format!("{asked:.40?} is not one of {}", names.join(", ")))
     })?;
     let to = q.to.as_deref().map(|s| convert::parse_rfc3339("to", s)).transpose()?.unwrap_or_else(crate::now_ms);
     let from =

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Resident memory per idle mTLS MQTT connection, Palisade and Mosquitto side by side: N devices
+# enrolled over EST (each its own key), then one idle MQTT 3.1.1 session per device over TLS 1.3
+# with its client certificate, held open while the broker's RSS is read.
+# Usage: scripts/bench-idle.sh [N]   (needs openssl, curl, mosquitto; N ≤ ~9,000 under ulimit -n 20000)
+set -euo pipefail
+N=${1:-10000}
+cd "$(dirname "$0")/.."
+cargo build --release -q -p palisade --bin palisade
+cargo build --release -q -p palisade-server --example mqtt_fleet
+BIN=$PWD/target/release/palisade
+FLEET=$PWD/target/release/examples/mqtt_fleet
+W=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$W"' EXIT
+mkdir -p "$W/devices"
+# Server and client each hold one descriptor per connection.
+ulimit -n "$(ulimit -Hn)"
+
+PALISADE_LOG_LEVEL=warn "$BIN" serve --data-dir "$W/data" --console-addr 127.0.0.1:0 \
+  --device-https-addr 127.0.0.1:0 --mqtt-addr 127.0.0.1:0 > "$W/serve.out" 2> "$W/serve.err" &
+PID=$!
+for _ in $(seq 1 300); do [ -s "$W/serve.out" ] && break; sleep 0.1; done
+port() { sed -E "s/.*\"$1\":\"[^\"]*:([0-9]+)\".*/\1/" "$W/serve.out" | head -1; }
+API=$(port console); EST=$(port device_https); MQTT=$(port mqtt)
+CA="$W/data/pki/root-ca.pem"
+KEY=$("$BIN" apikey create --data-dir "$W/data" --role admin)
+
+echo "enrolling $N devices over EST…"
+"$FLEET" enroll "https://127.0.0.1:$API" "https://127.0.0.1:$EST" "$CA" "$KEY" "$N" "$W/devices"
+echo "Palisade:"
+"$FLEET" idle 127.0.0.1 "$MQTT" "$CA" "$W/devices" "$PID" | tee "$W/palisade.txt"
+kill "$PID"; wait "$PID" 2>/dev/null || true
+
+curl -sS --cacert "$CA" "https://127.0.0.1:$EST/.well-known/est/cacerts" | openssl base64 -d \
+  | openssl pkcs7 -inform DER -print_certs | sed -n '/BEGIN/,/END/p' > "$W/device-chain.pem"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj "/CN=bench broker CA" \
+  -keyout "$W/mqca.key" -out "$W/mqca.pem" 2>/dev/null
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=127.0.0.1 \
+  -keyout "$W/mq.key" -out "$W/mq.csr" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$W/mq.ext"
+openssl x509 -req -in "$W/mq.csr" -CA "$W/mqca.pem" -CAkey "$W/mqca.key" -CAcreateserial -days 1 \
+  -extfile "$W/mq.ext" -out "$W/mq.pem" 2>/dev/null
+MQ_PORT=$((20000 + RANDOM % 20000))
+cat > "$W/mosquitto.conf" <<CONF
+per_listener_settings true
+user $(id -un)
+listener $MQ_PORT 127.0.0.1
+cafile $W/device-chain.pem
+certfile $W/mq.pem
+keyfile $W/mq.key
+require_certificate true
+use_identity_as_username true
+tls_version tlsv1.3
+allow_anonymous true
+persistence false
+max_connections -1
+CONF
+mosquitto -c "$W/mosquitto.conf" > "$W/mosquitto.log" 2>&1 &
+MPID=$!
+for _ in $(seq 1 50); do (echo > /dev/tcp/127.0.0.1/$MQ_PORT) 2>/dev/null && break; sleep 0.1; done
+echo "Mosquitto $(mosquitto -h 2>/dev/null | head -1 | awk '{print $3}'):"
+"$FLEET" idle 127.0.0.1 "$MQ_PORT" "$W/mqca.pem" "$W/devices" "$MPID" | tee "$W/mosquitto.txt"
