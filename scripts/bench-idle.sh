@@ -29,10 +29,10 @@ echo "enrolling $N devices over EST…"
 "$FLEET" enroll "https://127.0.0.1:$API" "https://127.0.0.1:$EST" "$CA" "$KEY" "$N" "$W/devices"
 echo "Palisade:"
 "$FLEET" idle 127.0.0.1 "$MQTT" "$CA" "$W/devices" "$PID" | tee "$W/palisade.txt"
-kill "$PID"; wait "$PID" 2>/dev/null || true
-
 curl -sS --cacert "$CA" "https://127.0.0.1:$EST/.well-known/est/cacerts" | openssl base64 -d \
   | openssl pkcs7 -inform DER -print_certs | sed -n '/BEGIN/,/END/p' > "$W/device-chain.pem"
+kill "$PID"; wait "$PID" 2>/dev/null || true
+
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj "/CN=bench broker CA" \
   -keyout "$W/mqca.key" -out "$W/mqca.pem" 2>/dev/null
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=127.0.0.1 \

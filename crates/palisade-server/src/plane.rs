@@ -594,6 +594,7 @@ async fn connection(
         next_batch: 0,
         outbox: Outbox::default(),
         counters,
+        last_read: 0,
     };
     let reason = conn.run(&mut buf, &mut session, &mut orders_rx, &mut deliver_rx, &mut shutdown).await;
     if version == Version::V5 {
@@ -644,9 +645,10 @@ async fn admit(state: &AppState, device_id: &str, serial: &str) -> Result<bool, 
 /// Messages of one connection waiting for storage at most (the session stops reading at the
 /// limit, so slow storage slows the device down instead of filling memory).
 const MAX_PENDING_STORES: usize = 64;
-/// Room made for each read: dozens of small PUBLISHes at once, without holding much memory per
-/// idle connection.
+/// Room made for a read after a big one: dozens of small PUBLISHes at once.
 const READ_CHUNK: usize = 8 * 1024;
+/// Room made for a read after a small one.
+const IDLE_READ: usize = 1024;
 
 /// One admitted connection's working state.
 struct Conn<'a> {
@@ -667,6 +669,8 @@ struct Conn<'a> {
     outbox: Outbox,
     /// The device's latest counters, to derive rates from.
     counters: Option<CounterSample>,
+    /// Bytes the last read brought.
+    last_read: usize,
 }
 
 impl Conn<'_> {
@@ -710,7 +714,9 @@ impl Conn<'_> {
                 .map_or(Duration::from_secs(3600), |d| Duration::from_millis(u64::try_from(d - now_ms()).unwrap_or(0)));
             let reading = self.acks.has_room();
             if reading {
-                buf.reserve(READ_CHUNK);
+                // A busy device gets room for dozens of PUBLISHes per read; an idle one holds
+                // little memory (this matters at tens of thousands of connections).
+                buf.reserve(if self.last_read >= IDLE_READ { READ_CHUNK } else { IDLE_READ });
             }
             tokio::select! {
                 done = oldest(&mut self.batches) => {
@@ -722,7 +728,7 @@ impl Conn<'_> {
                 }
                 read = self.stream.read_buf(buf), if reading => match read {
                     Ok(0) | Err(_) => return "connection closed",
-                    Ok(_) => {}
+                    Ok(n) => self.last_read = n,
                 },
                 changed = orders.changed() => {
                     if changed.is_err() {

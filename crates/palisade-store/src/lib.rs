@@ -486,7 +486,7 @@ impl Store {
     /// Stores a batch of messages from devices; returns once it is durable (the QoS 1 acks wait
     /// for it).
     pub async fn ingest(&self, batch: Vec<plane::Inbound>) -> Result<(), StoreError> {
-        write_op!(self, "plane.ingest", |c| plane::ingest(c, &batch).await)
+        write_op!(self, "plane.ingest", |c| plane::ingest(c, batch).await)
     }
 
     pub async fn device_messages(
