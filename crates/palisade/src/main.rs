@@ -41,6 +41,12 @@ enum Command {
     /// The certificate authority.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Run the device agent: enroll over EST, report telemetry over MQTT, run commands.
+    Agent {
+        /// The agent's configuration (TOML).
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -228,6 +234,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config.mqtt_addr = args.mqtt_addr;
             init_logging(config.log.format, "warn");
             demo::run(config).await
+        }
+        Command::Agent { config } => {
+            let config = palisade_agent::config::AgentConfig::load(&config)?;
+            init_logging(LogFormat::Text, "info");
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                if wait_for_signal().await.is_ok() {
+                    let _ = stop.send(true);
+                }
+            });
+            let exit = palisade_agent::run::run(config, stopped).await?;
+            eprintln!("agent stopped: {exit:?}");
+            Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Check { file }) => {
             let mut config = Config::from_file(&file)?;

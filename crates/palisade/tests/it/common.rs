@@ -84,11 +84,21 @@ impl Server {
         Self::launch(dir, backend, &[]).await
     }
 
+    /// Starts on an existing data directory with the MQTT listener on `mqtt` (a restart that
+    /// devices can find again).
+    pub async fn start_in_at(dir: &Path, backend: Backend, mqtt: SocketAddr) -> Self {
+        Self::launch_at(dir, backend, &[], &mqtt.to_string()).await
+    }
+
     async fn launch(dir: &Path, backend: Backend, env: &[(&str, &str)]) -> Self {
+        Self::launch_at(dir, backend, env, "127.0.0.1:0").await
+    }
+
+    async fn launch_at(dir: &Path, backend: Backend, env: &[(&str, &str)], mqtt: &str) -> Self {
         let mut cmd = Command::new(BIN);
         cmd.envs(env.iter().copied());
         cmd.arg("serve").arg("--data-dir").arg(dir).arg("--console-addr").arg("127.0.0.1:0");
-        cmd.arg("--device-https-addr").arg("127.0.0.1:0").arg("--mqtt-addr").arg("127.0.0.1:0");
+        cmd.arg("--device-https-addr").arg("127.0.0.1:0").arg("--mqtt-addr").arg(mqtt);
         if let Backend::Postgres(url) = &backend {
             cmd.arg("--database-url").arg(url);
         }

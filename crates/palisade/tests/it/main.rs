@@ -7,6 +7,7 @@
 mod common;
 
 mod access;
+mod agent;
 mod api;
 mod audit;
 mod durability;

@@ -301,7 +301,7 @@ async fn commands_are_delivered_from_a_persistent_outbox_and_results_recorded() 
 }
 
 /// Every sequence number stored for the device, read behind the server's back.
-async fn stored_seqs(s: &Server, id: &str) -> std::collections::HashSet<i64> {
+pub(crate) async fn stored_seqs(s: &Server, id: &str) -> std::collections::HashSet<i64> {
     let sql = "SELECT seq FROM device_messages WHERE device_id = $1 AND kind = 'telemetry' AND seq IS NOT NULL";
     let rows: Vec<(i64,)> = match &s.backend {
         crate::common::Backend::Sqlite => {

@@ -1,0 +1,15 @@
+//! The Palisade device agent, as a library (the `palisade agent` command and the fleet
+//! simulator run on it).
+//!
+//! - `config`: `agent.toml`, one declared schema; errors name the key.
+//! - `collect`: what a Linux device can tell about itself, read from `/proc` and `/sys` (each
+//!   source parsed by a pure function, tested on captured samples).
+//! - `run`: enrollment over EST (the key is made on the device and never leaves it), the MQTT
+//!   session with backoff, and commands.
+//! - `spool`: telemetry kept on disk while the server is unreachable, bounded (oldest dropped and
+//!   counted), sent in order when the connection returns.
+
+pub mod collect;
+pub mod config;
+pub mod run;
+pub mod spool;

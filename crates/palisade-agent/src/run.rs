@@ -1,0 +1,567 @@
+//! The agent's life: enroll over EST with a token (the key is made here and never leaves),
+//! then report over MQTT with mutual TLS, spooling to disk while offline, reconnecting with
+//! jittered exponential backoff, and running the commands Palisade sends.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher as _, Hasher as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use http_body_util::BodyExt as _;
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::sync::watch;
+use zeroize::Zeroize as _;
+
+use crate::collect::{Collector, StaticFacts};
+use crate::config::AgentConfig;
+use crate::spool::Spool;
+
+/// Why the agent stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Asked to stop.
+    Stopped,
+    /// Wiped by command: key material and data are gone.
+    Wiped,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("enrollment refused ({status}): {body}")]
+    EnrollmentRefused { status: u16, body: String },
+    #[error("cannot reach {url}: {detail}")]
+    Unreachable { url: String, detail: String },
+    #[error("{0}")]
+    Tls(String),
+    #[error(transparent)]
+    Spool(#[from] crate::spool::SpoolError),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AgentError + '_ {
+    move |source| AgentError::Io { path: path.to_owned(), source }
+}
+
+/// Where a device keeps its private key. The file store is the default; a PKCS#11 or TPM store
+/// implements the same trait.
+pub trait KeyStore: Send + Sync {
+    /// The key, if the device has one (PKCS#8 PEM).
+    fn load(&self) -> Result<Option<String>, AgentError>;
+    /// Makes a new P-256 key on the device, keeps it, and returns it.
+    fn generate(&self) -> Result<rcgen::KeyPair, AgentError>;
+    /// Destroys the key beyond recovery.
+    fn wipe(&self) -> Result<(), AgentError>;
+}
+
+/// A key in a file of mode 0600.
+#[derive(Debug)]
+pub struct FileKeyStore {
+    pub path: PathBuf,
+}
+
+impl KeyStore for FileKeyStore {
+    fn load(&self) -> Result<Option<String>, AgentError> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(pem) => Ok(Some(pem)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&self.path)(e)),
+        }
+    }
+
+    fn generate(&self) -> Result<rcgen::KeyPair, AgentError> {
+        let key =
+            rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| AgentError::Tls(e.to_string()))?;
+        let mut pem = key.serialize_pem();
+        let written = write_private(&self.path, pem.as_bytes());
+        pem.zeroize();
+        written?;
+        Ok(key)
+    }
+
+    fn wipe(&self) -> Result<(), AgentError> {
+        shred(&self.path)
+    }
+}
+
+/// Writes a new file readable by its owner only.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AgentError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let tmp = path.with_extension("tmp");
+    let mut f =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io(&tmp))?;
+    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// Overwrites a file with zeros, flushes it to disk, then deletes it (absent is fine).
+fn shred(path: &Path) -> Result<(), AgentError> {
+    use std::io::Write as _;
+    let len = match std::fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(path)(e)),
+    };
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).map_err(io(path))?;
+    let zeros = vec![0u8; 64 * 1024];
+    let mut left = len;
+    while left > 0 {
+        let n = usize::try_from(left.min(zeros.len() as u64)).unwrap_or(zeros.len());
+        f.write_all(zeros.get(..n).unwrap_or(&zeros)).map_err(io(path))?;
+        left -= n as u64;
+    }
+    f.sync_all().map_err(io(path))?;
+    std::fs::remove_file(path).map_err(io(path))
+}
+
+/// The agent's files in its directory.
+struct Files {
+    key: FileKeyStore,
+    cert: PathBuf,
+    seq: PathBuf,
+    spool: PathBuf,
+}
+
+impl Files {
+    fn new(dir: &Path) -> Self {
+        Self {
+            key: FileKeyStore { path: dir.join("device.key") },
+            cert: dir.join("device.pem"),
+            seq: dir.join("seq"),
+            spool: dir.join("spool"),
+        }
+    }
+}
+
+fn roots(config: &AgentConfig) -> Result<rustls::RootCertStore, AgentError> {
+    let pem = std::fs::read(&config.server.root_ca).map_err(io(&config.server.root_ca))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(&pem) {
+        roots
+            .add(c.map_err(|e| AgentError::Tls(format!("root CA: {e}")))?)
+            .map_err(|e| AgentError::Tls(e.to_string()))?;
+    }
+    Ok(roots)
+}
+
+fn tls_client(
+    config: &AgentConfig,
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> Result<Arc<rustls::ClientConfig>, AgentError> {
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| AgentError::Tls(e.to_string()))?
+        .with_root_certificates(roots(config)?);
+    Ok(Arc::new(match identity {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key).map_err(|e| AgentError::Tls(e.to_string()))?,
+        None => builder.with_no_client_auth(),
+    }))
+}
+
+/// `scheme://host:port` → (host, port).
+fn host_port(url: &str, default_port: u16) -> Option<(String, u16)> {
+    let rest = url.split_once("://")?.1.split('/').next()?;
+    match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+            Some((h.trim_matches(['[', ']']).to_owned(), p.parse().ok()?))
+        }
+        _ => Some((rest.trim_matches(['[', ']']).to_owned(), default_port)),
+    }
+}
+
+/// Enrolls with the one-time token: a new key made here, a CSR, `simpleenroll`, the certificate
+/// chain kept next to the key.
+async fn enroll(config: &AgentConfig, files: &Files) -> Result<(), AgentError> {
+    let token_file = config.identity.token_file.as_deref().ok_or_else(|| {
+        AgentError::Tls("factory-certificate enrollment is not supported by this agent yet; use a token".into())
+    })?;
+    let mut token = std::fs::read_to_string(token_file).map_err(io(token_file))?;
+    let key = files.key.generate()?;
+    let csr =
+        rcgen::CertificateParams::default().serialize_request(&key).map_err(|e| AgentError::Tls(e.to_string()))?;
+    let mut credentials = format!("{}:{}", config.identity.device_id, token.trim());
+    token.zeroize();
+    let basic = base64::engine::general_purpose::STANDARD.encode(credentials.as_bytes());
+    credentials.zeroize();
+    let body = base64::engine::general_purpose::STANDARD.encode(csr.der());
+    let url = format!("{}/.well-known/est/simpleenroll", config.server.est_url.trim_end_matches('/'));
+    let (status, resp) = post(config, &url, &basic, body.into_bytes()).await?;
+    if status != 200 {
+        // The key is useless without its certificate: do not leave it behind.
+        files.key.wipe()?;
+        return Err(AgentError::EnrollmentRefused {
+            status,
+            body: String::from_utf8_lossy(&resp).chars().take(300).collect(),
+        });
+    }
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(resp.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect::<Vec<_>>())
+        .map_err(|e| AgentError::Tls(format!("EST response is not base64: {e}")))?;
+    let certs =
+        palisade_pki::pkcs7::certificates(&der).ok_or_else(|| AgentError::Tls("EST response is not PKCS#7".into()))?;
+    let pem: String = certs.iter().map(|c| pem_cert(c)).collect();
+    write_private(&files.cert, pem.as_bytes())
+}
+
+fn pem_cert(der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64.as_bytes().chunks(64).filter_map(|c| std::str::from_utf8(c).ok()).collect();
+    format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"))
+}
+
+/// One HTTPS POST to the device listener, trusting only Palisade's root.
+async fn post(config: &AgentConfig, url: &str, basic: &str, body: Vec<u8>) -> Result<(u16, bytes::Bytes), AgentError> {
+    let unreachable = |detail: String| AgentError::Unreachable { url: url.to_owned(), detail };
+    let (host, port) = host_port(url, 443).ok_or_else(|| unreachable("not a URL".into()))?;
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| unreachable(e.to_string()))?;
+    let name = ServerName::try_from(host.clone()).map_err(|e| unreachable(e.to_string()))?;
+    let tls = tokio_rustls::TlsConnector::from(tls_client(config, None)?)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    tokio::spawn(conn);
+    let path = url.split_once("://").and_then(|(_, r)| r.find('/').and_then(|i| r.get(i..))).unwrap_or("/");
+    let request = hyper::Request::post(path)
+        .header(hyper::header::HOST, format!("{host}:{port}"))
+        .header(hyper::header::AUTHORIZATION, format!("Basic {basic}"))
+        .header(hyper::header::CONTENT_TYPE, "application/pkcs10")
+        .header("Content-Transfer-Encoding", "base64")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .map_err(|e| unreachable(e.to_string()))?;
+    let response = sender.send_request(request).await.map_err(|e| unreachable(e.to_string()))?;
+    let status = response.status().as_u16();
+    let body = http_body_util::Limited::new(response.into_body(), 1024 * 1024)
+        .collect()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?
+        .to_bytes();
+    Ok((status, body))
+}
+
+/// Jittered exponential backoff: 1 s doubling to 60 s, each wait between half and all of it.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { next: Duration::from_secs(1) }
+    }
+}
+
+impl Backoff {
+    pub fn wait(&mut self) -> Duration {
+        let full = self.next;
+        self.next = (self.next * 2).min(Duration::from_secs(60));
+        let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        let half = full / 2;
+        half + Duration::from_millis(random % (u64::try_from(half.as_millis()).unwrap_or(1).max(1)))
+    }
+
+    pub fn reset(&mut self) {
+        self.next = Duration::from_secs(1);
+    }
+}
+
+/// Runs the agent until `shutdown` or a wipe.
+pub async fn run(config: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Result<Exit, AgentError> {
+    let dir = &config.identity.dir;
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let files = Files::new(dir);
+    if files.key.load()?.is_none() || !files.cert.exists() {
+        let mut backoff = Backoff::default();
+        loop {
+            match enroll(&config, &files).await {
+                Ok(()) => break,
+                Err(e @ AgentError::Unreachable { .. }) => {
+                    let wait = backoff.wait();
+                    tracing::warn!(error = %e, ?wait, "enrollment: server unreachable, retrying");
+                    tokio::select! {
+                        _ = shutdown.changed() => return Ok(Exit::Stopped),
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        tracing::info!("enrolled");
+    }
+    let mut spool = Spool::open(&files.spool, config.telemetry.spool_max_bytes)?;
+    let mut seq: i64 = std::fs::read_to_string(&files.seq).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    let mut collector = Collector::new("/");
+    let facts = StaticFacts {
+        firmware_version: config.facts.firmware_version.clone(),
+        firmware_image: config.facts.firmware_image.clone(),
+        secure_boot: config.facts.secure_boot,
+        debug_enabled: config.facts.debug_enabled,
+        cell: config.facts.cell.clone(),
+        loc: config.facts.location.clone(),
+    };
+    let mut ticker = tokio::time::interval(Duration::from_secs(config.telemetry.interval_secs));
+    let mut backoff = Backoff::default();
+    loop {
+        let (client, mut events) = mqtt(&config, &files)?;
+        let mut session = Session::new(&config.identity.device_id, client);
+        let error = loop {
+            tokio::select! {
+                _ = shutdown.changed() => return Ok(Exit::Stopped),
+                _ = ticker.tick() => {
+                    seq += 1;
+                    let report = collector.collect(&facts, seq, now_rfc3339());
+                    let payload = serde_json::to_vec(&report).map_err(|e| AgentError::Tls(e.to_string()))?;
+                    spool.push(&payload)?;
+                    write_private(&files.seq, seq.to_string().as_bytes())?;
+                    session.send_spooled(&mut spool).await?;
+                }
+                event = events.poll() => match event {
+                    Ok(event) => {
+                        if session.handle(event, &mut spool, &config).await? {
+                            backoff.reset();
+                        }
+                        if session.wiped {
+                            wipe(&files)?;
+                            return Ok(Exit::Wiped);
+                        }
+                    }
+                    Err(e) => break e,
+                },
+            }
+        };
+        if session.wiping {
+            // The wipe was ordered; do not wait for its acknowledgement forever.
+            wipe(&files)?;
+            return Ok(Exit::Wiped);
+        }
+        let wait = backoff.wait();
+        tracing::warn!(error = %error, ?wait, "MQTT connection lost, reconnecting");
+        tokio::select! {
+            _ = shutdown.changed() => return Ok(Exit::Stopped),
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+fn wipe(files: &Files) -> Result<(), AgentError> {
+    files.key.wipe()?;
+    shred(&files.cert)?;
+    shred(&files.seq)?;
+    if let Ok(entries) = std::fs::read_dir(&files.spool) {
+        for e in entries.flatten() {
+            shred(&e.path())?;
+        }
+    }
+    let _ = std::fs::remove_dir(&files.spool);
+    tracing::warn!("wiped: key, certificate and data destroyed");
+    Ok(())
+}
+
+fn mqtt(config: &AgentConfig, files: &Files) -> Result<(AsyncClient, EventLoop), AgentError> {
+    let key_pem = files.key.load()?.ok_or_else(|| AgentError::Tls("the device key is missing".into()))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| AgentError::Tls(format!("device key: {e}")))?;
+    let cert_pem = std::fs::read(&files.cert).map_err(io(&files.cert))?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| AgentError::Tls(format!("certificate: {e}")))?;
+    let (host, port) = host_port(&config.server.mqtt_url, 8883)
+        .ok_or_else(|| AgentError::Tls(format!("{}: not a URL", config.server.mqtt_url)))?;
+    let mut opts = MqttOptions::new(config.identity.device_id.clone(), host, port);
+    opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls_client(config, Some((chain, key)))?)));
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_clean_session(true);
+    // A fresh client per connection: the spool, not the client, holds what is still unsent.
+    Ok(AsyncClient::new(opts, 64))
+}
+
+fn now_rfc3339() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = i64::try_from(now.as_secs()).unwrap_or(0);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Reports in flight at most (sent, not yet acknowledged).
+const IN_FLIGHT: usize = 16;
+
+/// One MQTT connection's state: what was sent, what each packet id was for.
+struct Session {
+    client: AsyncClient,
+    telemetry_topic: String,
+    commands_topic: String,
+    result_topic: String,
+    connected: bool,
+    /// Spooled reports published on this connection and not yet acknowledged.
+    in_flight: usize,
+    /// Kinds of publishes queued to the client, in order (true = a spooled report).
+    queued: VecDeque<bool>,
+    /// Packet id → whether it carried a spooled report.
+    sent: HashMap<u16, bool>,
+    /// A wipe was ordered: its result is on the way.
+    wiping: bool,
+    wiped: bool,
+}
+
+impl Session {
+    fn new(device: &str, client: AsyncClient) -> Self {
+        Self {
+            client,
+            telemetry_topic: format!("devices/{device}/telemetry"),
+            commands_topic: format!("devices/{device}/commands"),
+            result_topic: format!("devices/{device}/commands/result"),
+            connected: false,
+            in_flight: 0,
+            queued: VecDeque::new(),
+            sent: HashMap::new(),
+            wiping: false,
+            wiped: false,
+        }
+    }
+
+    /// Publishes spooled reports, oldest first, up to the in-flight limit.
+    async fn send_spooled(&mut self, spool: &mut Spool) -> Result<(), AgentError> {
+        if !self.connected || self.in_flight >= IN_FLIGHT {
+            return Ok(());
+        }
+        let waiting = spool.peek(IN_FLIGHT)?;
+        for payload in waiting.into_iter().skip(self.in_flight) {
+            if self.client.publish(&self.telemetry_topic, QoS::AtLeastOnce, false, payload).await.is_err() {
+                return Ok(()); // the event loop reports the broken connection
+            }
+            self.in_flight += 1;
+            self.queued.push_back(true);
+        }
+        Ok(())
+    }
+
+    /// Handles one event; true when the connection was (re)established.
+    async fn handle(&mut self, event: Event, spool: &mut Spool, config: &AgentConfig) -> Result<bool, AgentError> {
+        match event {
+            Event::Incoming(Packet::ConnAck(_)) => {
+                self.connected = true;
+                let _ = self.client.subscribe(&self.commands_topic, QoS::AtLeastOnce).await;
+                self.send_spooled(spool).await?;
+                return Ok(true);
+            }
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                let telemetry = self.queued.pop_front().unwrap_or(false);
+                self.sent.insert(pkid, telemetry);
+            }
+            Event::Incoming(Packet::PubAck(ack)) => match self.sent.remove(&ack.pkid) {
+                // Palisade acknowledges in order, so the oldest spooled report is the one stored.
+                Some(true) => {
+                    spool.ack(1)?;
+                    self.in_flight = self.in_flight.saturating_sub(1);
+                    self.send_spooled(spool).await?;
+                }
+                Some(false) if self.wiping => self.wiped = true,
+                _ => {}
+            },
+            Event::Incoming(Packet::Publish(p)) if p.topic == self.commands_topic => {
+                self.command(&p.payload, config).await;
+            }
+            _ => {}
+        }
+        Ok(false)
+    }
+
+    /// Runs a command and publishes its result.
+    async fn command(&mut self, payload: &[u8], config: &AgentConfig) {
+        #[derive(serde::Deserialize)]
+        struct Command {
+            id: String,
+            command: String,
+        }
+        let Ok(c) = serde_json::from_slice::<Command>(payload) else {
+            tracing::warn!("ignoring a malformed command");
+            return;
+        };
+        tracing::info!(id = %c.id, command = %c.command, "command");
+        let hook = |program: &[String]| match program.split_first() {
+            None => ("failed", "no hook configured".to_owned()),
+            Some((cmd, args)) => match std::process::Command::new(cmd).args(args).status() {
+                Ok(s) if s.success() => ("done", format!("{cmd} ran")),
+                Ok(s) => ("failed", format!("{cmd} exited with {s}")),
+                Err(e) => ("failed", format!("{cmd}: {e}")),
+            },
+        };
+        let (status, detail) = match c.command.as_str() {
+            "ping" => ("done", "pong".to_owned()),
+            "reboot" => hook(&config.commands.reboot),
+            "quarantine-mode" => hook(&config.commands.quarantine_mode),
+            "wipe" => {
+                self.wiping = true;
+                ("done", "wiping key, certificate and data".to_owned())
+            }
+            other => ("failed", format!("{other} is not supported by this agent yet")),
+        };
+        let result = serde_json::json!({ "id": c.id, "status": status, "detail": detail }).to_string();
+        if self.client.publish(&self.result_topic, QoS::AtLeastOnce, false, result).await.is_ok() {
+            self.queued.push_back(false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_split_into_host_and_port() {
+        assert_eq!(host_port("mqtts://palisade.example:8883", 1), Some(("palisade.example".into(), 8883)));
+        assert_eq!(host_port("https://127.0.0.1:8444/x/y", 1), Some(("127.0.0.1".into(), 8444)));
+        assert_eq!(host_port("mqtts://palisade.example", 8883), Some(("palisade.example".into(), 8883)));
+        assert_eq!(host_port("https://[::1]:8444", 1), Some(("::1".into(), 8444)));
+        assert_eq!(host_port("no scheme", 1), None);
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_caps() {
+        let mut b = Backoff::default();
+        let waits: Vec<Duration> = (0..10).map(|_| b.wait()).collect();
+        assert!(waits[0] >= Duration::from_millis(500) && waits[0] <= Duration::from_secs(1));
+        assert!(waits[3] >= Duration::from_secs(4) && waits[3] <= Duration::from_secs(8));
+        assert!(waits.iter().all(|w| *w <= Duration::from_secs(60)));
+        assert!(waits[9] >= Duration::from_secs(30));
+        b.reset();
+        assert!(b.wait() <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn wiped_files_are_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = Files::new(dir.path());
+        files.key.generate().unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&files.key.path).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::write(&files.cert, "cert").unwrap();
+        wipe(&files).unwrap();
+        assert!(files.key.load().unwrap().is_none());
+        assert!(!files.cert.exists());
+    }
+
+    #[test]
+    fn rfc3339_now_parses() {
+        let s = now_rfc3339();
+        assert_eq!(s.len(), 20, "{s}");
+        assert!(s.starts_with("20") && s.ends_with('Z'), "{s}");
+    }
+}

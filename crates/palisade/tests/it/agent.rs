@@ -1,0 +1,198 @@
+//! The device agent (`palisade agent`) against a real server: enrollment over EST with a token,
+//! telemetry over MQTT with mutual TLS, commands, wipe.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use hyper::StatusCode;
+use serde_json::json;
+
+use crate::common::{BIN, Server};
+use crate::identity::{new_device, token};
+
+fn agent_config(s: &Server, dir: &Path, id: &str) -> std::path::PathBuf {
+    let config = format!(
+        r#"
+[server]
+est_url = "https://127.0.0.1:{est}"
+mqtt_url = "mqtts://127.0.0.1:{mqtt}"
+root_ca = "{root}"
+
+[identity]
+device_id = "{id}"
+dir = "{state}"
+token_file = "{token}"
+
+[telemetry]
+interval_secs = 1
+spool_max_bytes = 1048576
+
+[facts]
+firmware_version = "1.2.3"
+"#,
+        est = s.device_addr.port(),
+        mqtt = s.mqtt_addr.port(),
+        root = s.dir.join("pki/root-ca.pem").display(),
+        state = dir.join("state").display(),
+        token = dir.join("token").display(),
+    );
+    let path = dir.join("agent.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+fn spawn_agent(config: &Path, log: &Path) -> tokio::process::Child {
+    let log = std::fs::File::create(log).unwrap();
+    tokio::process::Command::new(BIN)
+        .args(["agent", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// Polls `check` every 100 ms for up to 20 s.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn command(s: &Server, admin: &str, id: &str, command: &str) -> String {
+    let r = s.client.post(&format!("/api/v1/devices/{id}/commands"), admin, json!({"command": command})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    r.json()["id"].as_str().unwrap().to_owned()
+}
+
+async fn command_state(s: &Server, admin: &str, id: &str, cid: &str) -> (String, serde_json::Value) {
+    let all = s.client.get(&format!("/api/v1/devices/{id}/commands"), admin).await.json();
+    let c = all.as_array().unwrap().iter().find(|c| c["id"] == cid).unwrap().clone();
+    (c["status"].as_str().unwrap().to_owned(), c["result"].clone())
+}
+
+#[tokio::test]
+async fn agent_enrolls_reports_runs_commands_and_wipes() {
+    let s = Server::start().await;
+    let admin = s.api_key("admin");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let id = new_device(&s, &admin, "agent-1").await;
+    std::fs::write(dir.join("token"), token(&s, &admin, &id).await).unwrap();
+    let config = agent_config(&s, dir, &id);
+    let log = dir.join("agent.log");
+    let mut agent = spawn_agent(&config, &log);
+
+    // Enrolled: the key was made on the device (0600) and the device is provisioned.
+    let key = dir.join("state/device.key");
+    eventually("the agent's certificate", || async { dir.join("state/device.pem").exists() }).await;
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let certs = s.client.get(&format!("/api/v1/devices/{id}/certificates"), &admin).await.json();
+    assert_eq!(certs.as_array().unwrap().len(), 1, "{certs}");
+
+    // Its telemetry, collected from this machine's /proc, arrives over MQTT.
+    let url = format!("/api/v1/devices/{id}/telemetry/latest");
+    eventually("telemetry", || async { s.client.get(&url, &admin).await.status == StatusCode::OK }).await;
+    let latest = s.client.get(&url, &admin).await.json();
+    let p = &latest["payload"];
+    assert_eq!(p["v"], 1, "{latest}");
+    assert_eq!(p["fw"]["version"], "1.2.3", "{latest}");
+    assert!(p["sys"]["uptime_s"].as_u64().unwrap() > 0, "{latest}");
+    assert!(p["net"]["rx_bytes"].is_u64(), "{latest}");
+    assert!(latest["seq"].as_i64().unwrap() >= 1);
+
+    // A command runs and its result is recorded.
+    let ping = command(&s, &admin, &id, "ping").await;
+    eventually("ping done", || async { command_state(&s, &admin, &id, &ping).await.0 == "done" }).await;
+    assert_eq!(command_state(&s, &admin, &id, &ping).await.1["detail"], "pong");
+    let unknown = command(&s, &admin, &id, "collect-diagnostics").await;
+    eventually("unsupported command failed", || async { command_state(&s, &admin, &id, &unknown).await.0 == "failed" })
+        .await;
+
+    // Wipe: the agent reports, destroys its key material and stops.
+    let wipe = command(&s, &admin, &id, "wipe").await;
+    let status =
+        tokio::time::timeout(Duration::from_secs(20), agent.wait()).await.expect("agent did not stop").unwrap();
+    assert!(status.success(), "{}", std::fs::read_to_string(&log).unwrap());
+    assert_eq!(command_state(&s, &admin, &id, &wipe).await.0, "done");
+    assert!(!key.exists() && !dir.join("state/device.pem").exists(), "key material left behind");
+
+    // It cannot come back: no key, and the spent token does not enroll again.
+    let again = spawn_agent(&config, &dir.join("again.log")).wait_with_output();
+    let out = tokio::time::timeout(Duration::from_secs(20), again).await.expect("agent did not give up").unwrap();
+    assert!(!out.status.success());
+    let err = std::fs::read_to_string(dir.join("again.log")).unwrap();
+    assert!(err.contains("enrollment refused"), "{err}");
+    assert!(!key.exists(), "a refused enrollment leaves no key behind");
+}
+
+#[tokio::test]
+async fn bad_agent_config_names_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        "[server]\nest_url = \"https://x:1\"\nmqtt_url = \"mqtts://x:2\"\nroot_ca = \"/r.pem\"\n\
+         [identity]\ndevice_id = \"abc\"\ndir = \"/tmp/x\"\ntoken_file = \"/t\"\n[telemetry]\ninterval_secs = 0\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN).args(["agent", "--config"]).arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("telemetry.interval_secs"), "{err}");
+}
+
+fn seq_file(dir: &Path) -> i64 {
+    std::fs::read_to_string(dir.join("state/seq")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn telemetry_collected_offline_arrives_in_order_without_gaps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dir.join("data");
+    let mut s = Server::start_in(&data, crate::common::Backend::Sqlite).await;
+    let admin = s.api_key("admin");
+    let id = new_device(&s, &admin, "offline-1").await;
+    std::fs::write(dir.join("token"), token(&s, &admin, &id).await).unwrap();
+    let config = agent_config(&s, dir, &id);
+    let _agent = spawn_agent(&config, &dir.join("agent.log"));
+    let url = format!("/api/v1/devices/{id}/telemetry/latest");
+    eventually("telemetry", || async { s.client.get(&url, &admin).await.status == StatusCode::OK }).await;
+
+    // The server goes away; the agent keeps collecting (its sequence file advances).
+    let mqtt = s.mqtt_addr;
+    s.kill9();
+    s.child.wait().await.unwrap();
+    let offline_from = seq_file(dir);
+    eventually("reports collected offline", || async { seq_file(dir) >= offline_from + 4 }).await;
+
+    // Back on the same address: the buffered reports arrive, and nothing is missing.
+    let s = Server::start_in_at(&data, crate::common::Backend::Sqlite, mqtt).await;
+    let target = seq_file(dir);
+    for _ in 0..300 {
+        if crate::mqtt::stored_seqs(&s, &id).await.contains(&target) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seqs = crate::mqtt::stored_seqs(&s, &id).await;
+    let max = *seqs.iter().max().unwrap();
+    assert!(max >= target, "report {target} never arrived: {seqs:?}");
+    let missing: Vec<i64> = (1..=max).filter(|n| !seqs.contains(n)).collect();
+    assert!(missing.is_empty(), "gaps in seq: {missing:?}");
+    // In order: by device time, the reports were stored in seq order.
+    let latest = s.client.get(&url, &admin).await.json();
+    assert!(latest["seq"].as_i64().unwrap() >= target);
+}
