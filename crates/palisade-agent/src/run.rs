@@ -190,7 +190,7 @@ async fn enroll(config: &AgentConfig, files: &Files) -> Result<(), AgentError> {
     credentials.zeroize();
     let body = base64::engine::general_purpose::STANDARD.encode(csr.der());
     let url = format!("{}/.well-known/est/simpleenroll", config.server.est_url.trim_end_matches('/'));
-    let (status, resp) = post(config, &url, &basic, body.into_bytes()).await?;
+    let (status, resp) = post(config, &url, Auth::Basic(&basic), body.into_bytes()).await?;
     if status != 200 {
         // The key is useless without its certificate: do not leave it behind.
         files.key.wipe()?;
@@ -199,13 +199,77 @@ async fn enroll(config: &AgentConfig, files: &Files) -> Result<(), AgentError> {
             body: String::from_utf8_lossy(&resp).chars().take(300).collect(),
         });
     }
+    write_private(&files.cert, certificate_pem(&resp)?.as_bytes())
+}
+
+/// The certificates of an EST response (base64 PKCS#7), as PEM.
+fn certificate_pem(resp: &[u8]) -> Result<String, AgentError> {
     let der = base64::engine::general_purpose::STANDARD
         .decode(resp.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect::<Vec<_>>())
         .map_err(|e| AgentError::Tls(format!("EST response is not base64: {e}")))?;
     let certs =
         palisade_pki::pkcs7::certificates(&der).ok_or_else(|| AgentError::Tls("EST response is not PKCS#7".into()))?;
-    let pem: String = certs.iter().map(|c| pem_cert(c)).collect();
+    Ok(certs.iter().map(|c| pem_cert(c)).collect())
+}
+
+/// How an EST request proves who sends it.
+enum Auth<'a> {
+    /// The one-time token (first enrollment).
+    Basic(&'a str),
+    /// The device's current certificate (renewal, re-key).
+    Certificate(&'a Files),
+}
+
+/// Renews the certificate with `simplereenroll`, authenticated by the current one. With
+/// `new_key` the device also makes a new key (credential rotation); the old key is replaced only
+/// once the new certificate is in hand.
+async fn reenroll(config: &AgentConfig, files: &Files, new_key: bool) -> Result<(), AgentError> {
+    let staged = FileKeyStore { path: files.key.path.with_extension("new") };
+    let key = if new_key {
+        staged.generate()?
+    } else {
+        let mut pem = files.key.load()?.ok_or_else(|| AgentError::Tls("the device key is missing".into()))?;
+        let key = rcgen::KeyPair::from_pem(&pem).map_err(|e| AgentError::Tls(format!("device key: {e}")));
+        pem.zeroize();
+        key?
+    };
+    let csr =
+        rcgen::CertificateParams::default().serialize_request(&key).map_err(|e| AgentError::Tls(e.to_string()))?;
+    let body = base64::engine::general_purpose::STANDARD.encode(csr.der());
+    let url = format!("{}/.well-known/est/simplereenroll", config.server.est_url.trim_end_matches('/'));
+    let (status, resp) = post(config, &url, Auth::Certificate(files), body.into_bytes()).await?;
+    if status != 200 {
+        staged.wipe()?;
+        return Err(AgentError::EnrollmentRefused {
+            status,
+            body: String::from_utf8_lossy(&resp).chars().take(300).collect(),
+        });
+    }
+    let pem = certificate_pem(&resp)?;
+    if new_key {
+        // The old key is shredded as the new one takes its place.
+        files.key.wipe()?;
+        std::fs::rename(&staged.path, &files.key.path).map_err(io(&files.key.path))?;
+    }
     write_private(&files.cert, pem.as_bytes())
+}
+
+/// Whether a certificate valid from `not_before` to `not_after` (Unix seconds) should be renewed
+/// at `now`: once two thirds of its lifetime have passed.
+pub fn renewal_due(not_before: i64, not_after: i64, now: i64) -> bool {
+    now >= not_before + (not_after - not_before) / 3 * 2
+}
+
+/// (not before, not after) of the device's certificate, Unix seconds.
+fn validity(files: &Files) -> Result<(i64, i64), AgentError> {
+    let pem = std::fs::read(&files.cert).map_err(io(&files.cert))?;
+    let der = CertificateDer::pem_slice_iter(&pem)
+        .next()
+        .ok_or_else(|| AgentError::Tls("no certificate".into()))?
+        .map_err(|e| AgentError::Tls(format!("certificate: {e}")))?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(&der).map_err(|e| AgentError::Tls(format!("certificate: {e}")))?;
+    Ok((cert.validity().not_before.timestamp(), cert.validity().not_after.timestamp()))
 }
 
 fn pem_cert(der: &[u8]) -> String {
@@ -215,12 +279,21 @@ fn pem_cert(der: &[u8]) -> String {
 }
 
 /// One HTTPS POST to the device listener, trusting only Palisade's root.
-async fn post(config: &AgentConfig, url: &str, basic: &str, body: Vec<u8>) -> Result<(u16, bytes::Bytes), AgentError> {
+async fn post(
+    config: &AgentConfig,
+    url: &str,
+    auth: Auth<'_>,
+    body: Vec<u8>,
+) -> Result<(u16, bytes::Bytes), AgentError> {
     let unreachable = |detail: String| AgentError::Unreachable { url: url.to_owned(), detail };
     let (host, port) = host_port(url, 443).ok_or_else(|| unreachable("not a URL".into()))?;
     let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| unreachable(e.to_string()))?;
     let name = ServerName::try_from(host.clone()).map_err(|e| unreachable(e.to_string()))?;
-    let tls = tokio_rustls::TlsConnector::from(tls_client(config, None)?)
+    let identity = match &auth {
+        Auth::Basic(_) => None,
+        Auth::Certificate(files) => Some(identity(files)?),
+    };
+    let tls = tokio_rustls::TlsConnector::from(tls_client(config, identity)?)
         .connect(name, tcp)
         .await
         .map_err(|e| unreachable(e.to_string()))?;
@@ -229,9 +302,11 @@ async fn post(config: &AgentConfig, url: &str, basic: &str, body: Vec<u8>) -> Re
         .map_err(|e| unreachable(e.to_string()))?;
     tokio::spawn(conn);
     let path = url.split_once("://").and_then(|(_, r)| r.find('/').and_then(|i| r.get(i..))).unwrap_or("/");
-    let request = hyper::Request::post(path)
-        .header(hyper::header::HOST, format!("{host}:{port}"))
-        .header(hyper::header::AUTHORIZATION, format!("Basic {basic}"))
+    let mut request = hyper::Request::post(path).header(hyper::header::HOST, format!("{host}:{port}"));
+    if let Auth::Basic(basic) = auth {
+        request = request.header(hyper::header::AUTHORIZATION, format!("Basic {basic}"));
+    }
+    let request = request
         .header(hyper::header::CONTENT_TYPE, "application/pkcs10")
         .header("Content-Transfer-Encoding", "base64")
         .body(http_body_util::Full::new(bytes::Bytes::from(body)))
@@ -309,8 +384,17 @@ pub async fn run(config: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Re
     let mut ticker = tokio::time::interval(Duration::from_secs(config.telemetry.interval_secs));
     let mut backoff = Backoff::default();
     loop {
+        // Renew before expiry (and before connecting, so an expired certificate is not tried).
+        let (not_before, not_after) = validity(&files)?;
+        if renewal_due(not_before, not_after, unix_now()) {
+            match reenroll(&config, &files, false).await {
+                Ok(()) => tracing::info!("certificate renewed"),
+                Err(e) => tracing::warn!(error = %e, "renewal failed; retrying later"),
+            }
+        }
         let (client, mut events) = mqtt(&config, &files)?;
         let mut session = Session::new(&config.identity.device_id, client);
+        let mut rotated = false;
         let error = loop {
             tokio::select! {
                 _ = shutdown.changed() => return Ok(Exit::Stopped),
@@ -331,6 +415,20 @@ pub async fn run(config: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Re
                             wipe(&files)?;
                             return Ok(Exit::Wiped);
                         }
+                        if session.rotate {
+                            session.rotate = false;
+                            let outcome = reenroll(&config, &files, true).await;
+                            if let Err(e) = &outcome {
+                                tracing::warn!(error = %e, "credential rotation failed");
+                            }
+                            session.finish_rotation(outcome.is_ok()).await;
+                        }
+                        if session.reconnect {
+                            // New credentials: connect again with them.
+                            let _ = session.client.disconnect().await;
+                            rotated = true;
+                            break rumqttc::ConnectionError::RequestsDone;
+                        }
                     }
                     Err(e) => break e,
                 },
@@ -340,6 +438,10 @@ pub async fn run(config: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Re
             // The wipe was ordered; do not wait for its acknowledgement forever.
             wipe(&files)?;
             return Ok(Exit::Wiped);
+        }
+        if rotated {
+            tracing::info!("reconnecting with the rotated credentials");
+            continue;
         }
         let wait = backoff.wait();
         tracing::warn!(error = %error, ?wait, "MQTT connection lost, reconnecting");
@@ -364,14 +466,21 @@ fn wipe(files: &Files) -> Result<(), AgentError> {
     Ok(())
 }
 
-fn mqtt(config: &AgentConfig, files: &Files) -> Result<(AsyncClient, EventLoop), AgentError> {
-    let key_pem = files.key.load()?.ok_or_else(|| AgentError::Tls("the device key is missing".into()))?;
+/// The device's certificate chain and key, for TLS client authentication.
+fn identity(files: &Files) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), AgentError> {
+    let mut key_pem = files.key.load()?.ok_or_else(|| AgentError::Tls("the device key is missing".into()))?;
     let key =
-        PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| AgentError::Tls(format!("device key: {e}")))?;
+        PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| AgentError::Tls(format!("device key: {e}")));
+    key_pem.zeroize();
     let cert_pem = std::fs::read(&files.cert).map_err(io(&files.cert))?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| AgentError::Tls(format!("certificate: {e}")))?;
+    Ok((chain, key?))
+}
+
+fn mqtt(config: &AgentConfig, files: &Files) -> Result<(AsyncClient, EventLoop), AgentError> {
+    let (chain, key) = identity(files)?;
     let (host, port) = host_port(&config.server.mqtt_url, 8883)
         .ok_or_else(|| AgentError::Tls(format!("{}: not a URL", config.server.mqtt_url)))?;
     let mut opts = MqttOptions::new(config.identity.device_id.clone(), host, port);
@@ -380,6 +489,11 @@ fn mqtt(config: &AgentConfig, files: &Files) -> Result<(AsyncClient, EventLoop),
     opts.set_clean_session(true);
     // A fresh client per connection: the spool, not the client, holds what is still unsent.
     Ok(AsyncClient::new(opts, 64))
+}
+
+fn unix_now() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(now.as_secs()).unwrap_or(0)
 }
 
 fn now_rfc3339() -> String {
@@ -418,6 +532,12 @@ struct Session {
     /// A wipe was ordered: its result is on the way.
     wiping: bool,
     wiped: bool,
+    /// Credential rotation ordered (by the command with this id), run outside the handler.
+    rotate: bool,
+    rotation: Option<String>,
+    /// The rotation succeeded: once its result is acknowledged, reconnect with the new identity.
+    rotated: bool,
+    reconnect: bool,
 }
 
 impl Session {
@@ -433,6 +553,10 @@ impl Session {
             sent: HashMap::new(),
             wiping: false,
             wiped: false,
+            rotate: false,
+            rotation: None,
+            rotated: false,
+            reconnect: false,
         }
     }
 
@@ -473,6 +597,7 @@ impl Session {
                     self.send_spooled(spool).await?;
                 }
                 Some(false) if self.wiping => self.wiped = true,
+                Some(false) if self.rotated => self.reconnect = true,
                 _ => {}
             },
             Event::Incoming(Packet::Publish(p)) if p.topic == self.commands_topic => {
@@ -481,6 +606,22 @@ impl Session {
             _ => {}
         }
         Ok(false)
+    }
+
+    /// Publishes the rotation's result; once it is acknowledged the session reconnects.
+    async fn finish_rotation(&mut self, ok: bool) {
+        let Some(id) = self.rotation.take() else { return };
+        let (status, detail) =
+            if ok { ("done", "new key and certificate") } else { ("failed", "re-enrollment failed") };
+        self.publish_result(&id, status, detail).await;
+        self.rotated = ok;
+    }
+
+    async fn publish_result(&mut self, id: &str, status: &str, detail: &str) {
+        let result = serde_json::json!({ "id": id, "status": status, "detail": detail }).to_string();
+        if self.client.publish(&self.result_topic, QoS::AtLeastOnce, false, result).await.is_ok() {
+            self.queued.push_back(false);
+        }
     }
 
     /// Runs a command and publishes its result.
@@ -511,12 +652,15 @@ impl Session {
                 self.wiping = true;
                 ("done", "wiping key, certificate and data".to_owned())
             }
+            "rotate-credentials" => {
+                // Answered once the new certificate is in hand (`finish_rotation`).
+                self.rotate = true;
+                self.rotation = Some(c.id);
+                return;
+            }
             other => ("failed", format!("{other} is not supported by this agent yet")),
         };
-        let result = serde_json::json!({ "id": c.id, "status": status, "detail": detail }).to_string();
-        if self.client.publish(&self.result_topic, QoS::AtLeastOnce, false, result).await.is_ok() {
-            self.queued.push_back(false);
-        }
+        self.publish_result(&c.id, status, &detail).await;
     }
 }
 
@@ -556,6 +700,13 @@ mod tests {
         wipe(&files).unwrap();
         assert!(files.key.load().unwrap().is_none());
         assert!(!files.cert.exists());
+    }
+
+    #[test]
+    fn renewal_after_two_thirds_of_the_lifetime() {
+        assert!(!renewal_due(0, 300, 199));
+        assert!(renewal_due(0, 300, 200));
+        assert!(renewal_due(0, 300, 400), "expired: renew");
     }
 
     #[test]

@@ -120,6 +120,22 @@ async fn agent_enrolls_reports_runs_commands_and_wipes() {
     eventually("unsupported command failed", || async { command_state(&s, &admin, &id, &unknown).await.0 == "failed" })
         .await;
 
+    // Credential rotation: a new key made on the device and a new certificate through EST
+    // `simplereenroll` (authenticated by the current one); reports continue on the new identity.
+    let old_key = std::fs::read(&key).unwrap();
+    let rotate = command(&s, &admin, &id, "rotate-credentials").await;
+    eventually("rotation done", || async { command_state(&s, &admin, &id, &rotate).await.0 == "done" }).await;
+    let certs = s.client.get(&format!("/api/v1/devices/{id}/certificates"), &admin).await.json();
+    let certs = certs.as_array().unwrap();
+    assert_eq!(certs.len(), 2, "{certs:?}");
+    assert!(certs.iter().any(|c| c["method"] == "renewal"), "{certs:?}");
+    assert_ne!(std::fs::read(&key).unwrap(), old_key, "the key was not replaced");
+    let seq_now = s.client.get(&url, &admin).await.json()["seq"].as_i64().unwrap();
+    eventually("reports after the rotation", || async {
+        s.client.get(&url, &admin).await.json()["seq"].as_i64().unwrap() > seq_now + 1
+    })
+    .await;
+
     // Wipe: the agent reports, destroys its key material and stops.
     let wipe = command(&s, &admin, &id, "wipe").await;
     let status =
@@ -195,4 +211,32 @@ async fn telemetry_collected_offline_arrives_in_order_without_gaps() {
     // In order: by device time, the reports were stored in seq order.
     let latest = s.client.get(&url, &admin).await.json();
     assert!(latest["seq"].as_i64().unwrap() >= target);
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_retried_with_backoff_not_a_tight_loop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(dir.join("token"), "t").unwrap();
+    std::fs::write(dir.join("root.pem"), "").unwrap();
+    let config = format!(
+        "[server]\nest_url = \"https://127.0.0.1:{port}\"\nmqtt_url = \"mqtts://127.0.0.1:{port}\"\n\
+         root_ca = \"{root}\"\n[identity]\ndevice_id = \"abc\"\ndir = \"{state}\"\ntoken_file = \"{token}\"\n",
+        root = dir.join("root.pem").display(),
+        state = dir.join("state").display(),
+        token = dir.join("token").display(),
+    );
+    std::fs::write(dir.join("agent.toml"), config).unwrap();
+    let log = dir.join("agent.log");
+    let mut agent = spawn_agent(&dir.join("agent.toml"), &log);
+    // Observe 3.5 s of retrying: waits of 0.5–1 s, 1–2 s, 2–4 s… give three or four attempts.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert!(agent.try_wait().unwrap().is_none(), "the agent gave up: {}", std::fs::read_to_string(&log).unwrap());
+    agent.kill().await.unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let retries = text.matches("retrying").count();
+    assert!((2..=5).contains(&retries), "{retries} retries in 3.5 s:\n{text}");
+    assert!(text.contains("cannot reach"), "{text}");
 }
