@@ -17,6 +17,23 @@ pub struct AgentConfig {
     pub facts: Facts,
     #[serde(default)]
     pub commands: Commands,
+    #[serde(default)]
+    pub diagnostics: Diagnostics,
+}
+
+/// What `collect-diagnostics` gathers besides processes and sockets.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Diagnostics {
+    /// The device's log, whose last lines go into the bundle.
+    pub log_file: Option<PathBuf>,
+    pub log_lines: usize,
+}
+
+impl Default for Diagnostics {
+    fn default() -> Self {
+        Self { log_file: None, log_lines: 100 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -128,6 +145,9 @@ impl AgentConfig {
         }
         if !(1..=86_400).contains(&config.telemetry.interval_secs) {
             return Err(invalid("telemetry.interval_secs", "must be between 1 and 86400"));
+        }
+        if config.diagnostics.log_lines > 10_000 {
+            return Err(invalid("diagnostics.log_lines", "must be at most 10000"));
         }
         if config.telemetry.spool_max_bytes < 1024 * 1024 {
             return Err(invalid("telemetry.spool_max_bytes", "must be at least 1 MiB"));

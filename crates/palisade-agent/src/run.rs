@@ -522,6 +522,7 @@ struct Session {
     telemetry_topic: String,
     commands_topic: String,
     result_topic: String,
+    events_topic: String,
     connected: bool,
     /// Spooled reports published on this connection and not yet acknowledged.
     in_flight: usize,
@@ -547,6 +548,7 @@ impl Session {
             telemetry_topic: format!("devices/{device}/telemetry"),
             commands_topic: format!("devices/{device}/commands"),
             result_topic: format!("devices/{device}/commands/result"),
+            events_topic: format!("devices/{device}/events"),
             connected: false,
             in_flight: 0,
             queued: VecDeque::new(),
@@ -608,6 +610,37 @@ impl Session {
         Ok(false)
     }
 
+    /// Sends the diagnostics bundle on the events topic; the command's outcome.
+    async fn diagnostics(&mut self, id: &str, config: &AgentConfig) -> (&'static str, String) {
+        let proc = Path::new("/proc");
+        let (listening, connections) = crate::diagnostics::sockets(proc);
+        let log = match &config.diagnostics.log_file {
+            Some(path) => crate::diagnostics::tail(path, config.diagnostics.log_lines)
+                .unwrap_or_else(|e| vec![format!("cannot read {}: {e}", path.display())]),
+            None => Vec::new(),
+        };
+        let bundle = crate::diagnostics::Bundle {
+            kind: "diagnostics",
+            command: id.to_owned(),
+            collected_at: now_rfc3339(),
+            processes: crate::diagnostics::processes(proc),
+            listening,
+            connections,
+            log,
+        };
+        let summary = format!(
+            "bundle on events: {} processes, {} listening sockets, {} log lines",
+            bundle.processes.len(),
+            bundle.listening.len(),
+            bundle.log.len()
+        );
+        if self.client.publish(&self.events_topic, QoS::AtLeastOnce, false, bundle.to_json()).await.is_err() {
+            return ("failed", "connection lost".to_owned());
+        }
+        self.queued.push_back(false);
+        ("done", summary)
+    }
+
     /// Publishes the rotation's result; once it is acknowledged the session reconnects.
     async fn finish_rotation(&mut self, ok: bool) {
         let Some(id) = self.rotation.take() else { return };
@@ -652,6 +685,7 @@ impl Session {
                 self.wiping = true;
                 ("done", "wiping key, certificate and data".to_owned())
             }
+            "collect-diagnostics" => self.diagnostics(&c.id, config).await,
             "rotate-credentials" => {
                 // Answered once the new certificate is in hand (`finish_rotation`).
                 self.rotate = true;

@@ -30,13 +30,19 @@ spool_max_bytes = 1048576
 
 [facts]
 firmware_version = "1.2.3"
+
+[diagnostics]
+log_file = "{log}"
+log_lines = 2
 "#,
         est = s.device_addr.port(),
         mqtt = s.mqtt_addr.port(),
         root = s.dir.join("pki/root-ca.pem").display(),
         state = dir.join("state").display(),
         token = dir.join("token").display(),
+        log = dir.join("device.log").display(),
     );
+    std::fs::write(dir.join("device.log"), "started\nboot ok\nsensor 3 offline\n").unwrap();
     let path = dir.join("agent.toml");
     std::fs::write(&path, config).unwrap();
     path
@@ -116,9 +122,18 @@ async fn agent_enrolls_reports_runs_commands_and_wipes() {
     let ping = command(&s, &admin, &id, "ping").await;
     eventually("ping done", || async { command_state(&s, &admin, &id, &ping).await.0 == "done" }).await;
     assert_eq!(command_state(&s, &admin, &id, &ping).await.1["detail"], "pong");
-    let unknown = command(&s, &admin, &id, "collect-diagnostics").await;
-    eventually("unsupported command failed", || async { command_state(&s, &admin, &id, &unknown).await.0 == "failed" })
-        .await;
+    // Diagnostics: processes, sockets and the log's last lines, sent as an event.
+    let diag = command(&s, &admin, &id, "collect-diagnostics").await;
+    eventually("diagnostics done", || async { command_state(&s, &admin, &id, &diag).await.0 == "done" }).await;
+    let sql = "SELECT payload FROM device_messages WHERE device_id = $1 AND kind = 'event'";
+    let url_db = format!("sqlite://{}", s.dir.join("palisade.db").display());
+    let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url_db).await.unwrap();
+    let events: Vec<(String,)> = sqlx::query_as(sql).bind(&id).fetch_all(&mut db).await.unwrap();
+    let bundle: serde_json::Value = serde_json::from_str(&events.last().unwrap().0).unwrap();
+    assert_eq!(bundle["type"], "diagnostics");
+    assert_eq!(bundle["command"], diag.as_str());
+    assert!(bundle["processes"].as_array().unwrap().iter().any(|p| p["name"] == "palisade"), "{bundle}");
+    assert_eq!(bundle["log"], json!(["boot ok", "sensor 3 offline"]));
 
     // Credential rotation: a new key made on the device and a new certificate through EST
     // `simplereenroll` (authenticated by the current one); reports continue on the new identity.
