@@ -4,6 +4,7 @@
 //! - `config`: `agent.toml`, one declared schema; errors name the key.
 //! - `collect`: what a Linux device can tell about itself, read from `/proc` and `/sys` (each
 //!   source parsed by a pure function, tested on captured samples).
+//! - `diagnostics`: the `collect-diagnostics` bundle (processes, sockets, log tail).
 //! - `run`: enrollment over EST (the key is made on the device and never leaves it), the MQTT
 //!   session with backoff, and commands.
 //! - `spool`: telemetry kept on disk while the server is unreachable, bounded (oldest dropped and
@@ -11,5 +12,6 @@
 
 pub mod collect;
 pub mod config;
+pub mod diagnostics;
 pub mod run;
 pub mod spool;
