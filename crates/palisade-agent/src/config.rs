@@ -50,7 +50,9 @@ pub struct Server {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Identity {
-    pub device_id: String,
+    /// The id Palisade assigned; needed with a token. With a factory certificate the server
+    /// finds the device by its serial and the id is read from the issued certificate.
+    pub device_id: Option<String>,
     /// Where the key (mode 0600), the certificate and the spool live.
     pub dir: PathBuf,
     /// A file holding the one-time enrollment token…
@@ -127,11 +129,15 @@ impl AgentConfig {
         if !config.server.mqtt_url.starts_with("mqtts://") {
             return Err(invalid("server.mqtt_url", "must be an mqtts:// URL (TLS only)"));
         }
-        let id = &config.identity.device_id;
-        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        let i = &config.identity;
+        if let Some(id) = &i.device_id
+            && (id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()))
+        {
             return Err(invalid("identity.device_id", "must be the device id Palisade assigned"));
         }
-        let i = &config.identity;
+        if i.token_file.is_some() && i.device_id.is_none() {
+            return Err(invalid("identity.device_id", "needed with identity.token_file"));
+        }
         match (&i.token_file, &i.factory_cert, &i.factory_key) {
             (Some(_), None, None) | (None, Some(_), Some(_)) => {}
             (Some(_), _, _) => {

@@ -174,23 +174,32 @@ fn host_port(url: &str, default_port: u16) -> Option<(String, u16)> {
     }
 }
 
-/// Enrolls with the one-time token: a new key made here, a CSR, `simpleenroll`, the certificate
-/// chain kept next to the key.
+/// Enrolls with the one-time token (HTTP Basic: device id and token) or the factory
+/// certificate (TLS client authentication): a new key made here, a CSR, `simpleenroll`, the
+/// certificate chain kept next to the key.
 async fn enroll(config: &AgentConfig, files: &Files) -> Result<(), AgentError> {
-    let token_file = config.identity.token_file.as_deref().ok_or_else(|| {
-        AgentError::Tls("factory-certificate enrollment is not supported by this agent yet; use a token".into())
-    })?;
-    let mut token = std::fs::read_to_string(token_file).map_err(io(token_file))?;
     let key = files.key.generate()?;
     let csr =
         rcgen::CertificateParams::default().serialize_request(&key).map_err(|e| AgentError::Tls(e.to_string()))?;
-    let mut credentials = format!("{}:{}", config.identity.device_id, token.trim());
-    token.zeroize();
-    let basic = base64::engine::general_purpose::STANDARD.encode(credentials.as_bytes());
-    credentials.zeroize();
+    let basic = match (&config.identity.token_file, &config.identity.device_id) {
+        (Some(token_file), Some(id)) => {
+            let mut token = std::fs::read_to_string(token_file).map_err(io(token_file))?;
+            let mut credentials = format!("{id}:{}", token.trim());
+            token.zeroize();
+            let basic = base64::engine::general_purpose::STANDARD.encode(credentials.as_bytes());
+            credentials.zeroize();
+            Some(basic)
+        }
+        _ => None,
+    };
+    let auth = match (&basic, &config.identity.factory_cert, &config.identity.factory_key) {
+        (Some(basic), _, _) => Auth::Basic(basic),
+        (None, Some(cert), Some(key)) => Auth::Factory { cert, key },
+        _ => return Err(AgentError::Tls("no enrollment credentials (token or factory certificate)".into())),
+    };
     let body = base64::engine::general_purpose::STANDARD.encode(csr.der());
     let url = format!("{}/.well-known/est/simpleenroll", config.server.est_url.trim_end_matches('/'));
-    let (status, resp) = post(config, &url, Auth::Basic(&basic), body.into_bytes()).await?;
+    let (status, resp) = post(config, &url, auth, body.into_bytes()).await?;
     if status != 200 {
         // The key is useless without its certificate: do not leave it behind.
         files.key.wipe()?;
@@ -218,6 +227,8 @@ enum Auth<'a> {
     Basic(&'a str),
     /// The device's current certificate (renewal, re-key).
     Certificate(&'a Files),
+    /// The certificate and key the manufacturer installed (zero-touch enrollment).
+    Factory { cert: &'a Path, key: &'a Path },
 }
 
 /// Renews the certificate with `simplereenroll`, authenticated by the current one. With
@@ -292,6 +303,12 @@ async fn post(
     let identity = match &auth {
         Auth::Basic(_) => None,
         Auth::Certificate(files) => Some(identity(files)?),
+        Auth::Factory { cert, key } => {
+            let mut pem = std::fs::read_to_string(key).map_err(io(key))?;
+            let loaded = load_identity(cert, &pem);
+            pem.zeroize();
+            Some(loaded?)
+        }
     };
     let tls = tokio_rustls::TlsConnector::from(tls_client(config, identity)?)
         .connect(name, tcp)
@@ -392,8 +409,9 @@ pub async fn run(config: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Re
                 Err(e) => tracing::warn!(error = %e, "renewal failed; retrying later"),
             }
         }
-        let (client, mut events) = mqtt(&config, &files)?;
-        let mut session = Session::new(&config.identity.device_id, client);
+        let device = device_id(&config, &files)?;
+        let (client, mut events) = mqtt(&config, &files, &device)?;
+        let mut session = Session::new(&device, client);
         let mut rotated = false;
         let error = loop {
             tokio::select! {
@@ -469,21 +487,44 @@ fn wipe(files: &Files) -> Result<(), AgentError> {
 /// The device's certificate chain and key, for TLS client authentication.
 fn identity(files: &Files) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), AgentError> {
     let mut key_pem = files.key.load()?.ok_or_else(|| AgentError::Tls("the device key is missing".into()))?;
-    let key =
-        PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| AgentError::Tls(format!("device key: {e}")));
+    let loaded = load_identity(&files.cert, &key_pem);
     key_pem.zeroize();
-    let cert_pem = std::fs::read(&files.cert).map_err(io(&files.cert))?;
-    let chain = CertificateDer::pem_slice_iter(&cert_pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| AgentError::Tls(format!("certificate: {e}")))?;
-    Ok((chain, key?))
+    loaded
 }
 
-fn mqtt(config: &AgentConfig, files: &Files) -> Result<(AsyncClient, EventLoop), AgentError> {
+fn load_identity(
+    cert: &Path,
+    key_pem: &str,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), AgentError> {
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| AgentError::Tls(format!("key: {e}")))?;
+    let cert_pem = std::fs::read(cert).map_err(io(cert))?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| AgentError::Tls(format!("{}: {e}", cert.display())))?;
+    Ok((chain, key))
+}
+
+/// The device id: from the configuration, else the common name Palisade put in the certificate.
+fn device_id(config: &AgentConfig, files: &Files) -> Result<String, AgentError> {
+    if let Some(id) = &config.identity.device_id {
+        return Ok(id.clone());
+    }
+    let pem = std::fs::read(&files.cert).map_err(io(&files.cert))?;
+    let der = CertificateDer::pem_slice_iter(&pem)
+        .next()
+        .ok_or_else(|| AgentError::Tls("no certificate".into()))?
+        .map_err(|e| AgentError::Tls(format!("certificate: {e}")))?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(&der).map_err(|e| AgentError::Tls(format!("certificate: {e}")))?;
+    let cn = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok());
+    cn.map(str::to_owned).ok_or_else(|| AgentError::Tls("the certificate names no device".into()))
+}
+
+fn mqtt(config: &AgentConfig, files: &Files, device: &str) -> Result<(AsyncClient, EventLoop), AgentError> {
     let (chain, key) = identity(files)?;
     let (host, port) = host_port(&config.server.mqtt_url, 8883)
         .ok_or_else(|| AgentError::Tls(format!("{}: not a URL", config.server.mqtt_url)))?;
-    let mut opts = MqttOptions::new(config.identity.device_id.clone(), host, port);
+    let mut opts = MqttOptions::new(device, host, port);
     opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls_client(config, Some((chain, key)))?)));
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_clean_session(true);

@@ -255,3 +255,93 @@ async fn an_unreachable_server_is_retried_with_backoff_not_a_tight_loop() {
     assert!((2..=5).contains(&retries), "{retries} retries in 3.5 s:\n{text}");
     assert!(text.contains("cannot reach"), "{text}");
 }
+
+/// Zero-touch: the agent enrolls with the certificate its manufacturer installed; Palisade finds
+/// the device by serial, and the agent learns its id from the certificate it is issued.
+#[tokio::test]
+async fn agent_enrolls_with_a_factory_certificate() {
+    use crate::identity::{openssl, self_signed};
+    let s = Server::start().await;
+    let admin = s.api_key("admin");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    self_signed(
+        dir,
+        "factory-ca",
+        "/CN=acme factory CA",
+        &["basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign"],
+    );
+    std::fs::write(dir.join("ext.cnf"), "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "factory.key",
+            "-subj",
+            "/CN=meter/serialNumber=FAC-A1",
+            "-out",
+            "factory.csr",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "factory.csr",
+            "-CA",
+            "factory-ca.pem",
+            "-CAkey",
+            "factory-ca.key",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "factory.pem",
+        ],
+    );
+    let ca_pem = std::fs::read_to_string(dir.join("factory-ca.pem")).unwrap();
+    let r = s
+        .client
+        .post("/api/v1/manufacturers", &admin, json!({"vendor": "acme", "model": "meter-3", "ca_pem": ca_pem}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let serials = "vendor,model,serial\nacme,meter-3,FAC-A1\n".as_bytes().to_vec();
+    let r = s
+        .client
+        .send(hyper::Method::POST, "/api/v1/manufacturers/serials", Some(&admin), Some(("text/csv", serials)))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let id = new_device(&s, &admin, "FAC-A1").await;
+
+    // No device id and no token in the configuration: only the factory identity.
+    let config = std::fs::read_to_string(agent_config(&s, dir, &id)).unwrap();
+    let config = config.replace(&format!("device_id = \"{id}\"\n"), "").replace(
+        &format!("token_file = \"{}\"", dir.join("token").display()),
+        &format!(
+            "factory_cert = \"{}\"\nfactory_key = \"{}\"",
+            dir.join("factory.pem").display(),
+            dir.join("factory.key").display()
+        ),
+    );
+    assert!(!config.contains("token_file") && !config.contains("device_id"), "{config}");
+    std::fs::write(dir.join("agent.toml"), config).unwrap();
+    let _agent = spawn_agent(&dir.join("agent.toml"), &dir.join("agent.log"));
+    let url = format!("/api/v1/devices/{id}/telemetry/latest");
+    eventually("telemetry from the zero-touch device", || async {
+        s.client.get(&url, &admin).await.status == StatusCode::OK
+    })
+    .await;
+    let certs = s.client.get(&format!("/api/v1/devices/{id}/certificates"), &admin).await.json();
+    assert_eq!(certs[0]["method"], "factory", "{certs}");
+}
