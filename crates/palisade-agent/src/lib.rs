@@ -5,6 +5,7 @@
 //! - `collect`: what a Linux device can tell about itself, read from `/proc` and `/sys` (each
 //!   source parsed by a pure function, tested on captured samples).
 //! - `diagnostics`: the `collect-diagnostics` bundle (processes, sockets, log tail).
+//! - `fleet`: the fleet simulator's virtual devices and attack scenarios, sans I/O.
 //! - `run`: enrollment over EST (the key is made on the device and never leaves it), the MQTT
 //!   session with backoff, and commands.
 //! - `spool`: telemetry kept on disk while the server is unreachable, bounded (oldest dropped and
@@ -13,5 +14,6 @@
 pub mod collect;
 pub mod config;
 pub mod diagnostics;
+pub mod fleet;
 pub mod run;
 pub mod spool;
