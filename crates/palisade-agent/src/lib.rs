@@ -8,6 +8,8 @@
 //! - `fleet`: the fleet simulator's virtual devices and attack scenarios, sans I/O.
 //! - `run`: enrollment over EST (the key is made on the device and never leaves it), the MQTT
 //!   session with backoff, and commands.
+//! - `sim`: `palisade sim`, the simulated fleet run against a real server (registration through
+//!   the API, EST per device, the behaviour model on the network, load figures).
 //! - `spool`: telemetry kept on disk while the server is unreachable, bounded (oldest dropped and
 //!   counted), sent in order when the connection returns.
 
@@ -15,5 +17,7 @@ pub mod collect;
 pub mod config;
 pub mod diagnostics;
 pub mod fleet;
+pub mod http;
 pub mod run;
+pub mod sim;
 pub mod spool;

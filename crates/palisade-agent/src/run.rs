@@ -9,10 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use http_body_util::BodyExt as _;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport};
 use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::watch;
 use zeroize::Zeroize as _;
 
@@ -163,17 +162,6 @@ fn tls_client(
     }))
 }
 
-/// `scheme://host:port` → (host, port).
-fn host_port(url: &str, default_port: u16) -> Option<(String, u16)> {
-    let rest = url.split_once("://")?.1.split('/').next()?;
-    match rest.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-            Some((h.trim_matches(['[', ']']).to_owned(), p.parse().ok()?))
-        }
-        _ => Some((rest.trim_matches(['[', ']']).to_owned(), default_port)),
-    }
-}
-
 /// Enrolls with the one-time token (HTTP Basic: device id and token) or the factory
 /// certificate (TLS client authentication): a new key made here, a CSR, `simpleenroll`, the
 /// certificate chain kept next to the key.
@@ -212,7 +200,7 @@ async fn enroll(config: &AgentConfig, files: &Files) -> Result<(), AgentError> {
 }
 
 /// The certificates of an EST response (base64 PKCS#7), as PEM.
-fn certificate_pem(resp: &[u8]) -> Result<String, AgentError> {
+pub(crate) fn certificate_pem(resp: &[u8]) -> Result<String, AgentError> {
     let der = base64::engine::general_purpose::STANDARD
         .decode(resp.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect::<Vec<_>>())
         .map_err(|e| AgentError::Tls(format!("EST response is not base64: {e}")))?;
@@ -296,10 +284,6 @@ async fn post(
     auth: Auth<'_>,
     body: Vec<u8>,
 ) -> Result<(u16, bytes::Bytes), AgentError> {
-    let unreachable = |detail: String| AgentError::Unreachable { url: url.to_owned(), detail };
-    let (host, port) = host_port(url, 443).ok_or_else(|| unreachable("not a URL".into()))?;
-    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| unreachable(e.to_string()))?;
-    let name = ServerName::try_from(host.clone()).map_err(|e| unreachable(e.to_string()))?;
     let identity = match &auth {
         Auth::Basic(_) => None,
         Auth::Certificate(files) => Some(identity(files)?),
@@ -310,32 +294,14 @@ async fn post(
             Some(loaded?)
         }
     };
-    let tls = tokio_rustls::TlsConnector::from(tls_client(config, identity)?)
-        .connect(name, tcp)
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    tokio::spawn(conn);
-    let path = url.split_once("://").and_then(|(_, r)| r.find('/').and_then(|i| r.get(i..))).unwrap_or("/");
-    let mut request = hyper::Request::post(path).header(hyper::header::HOST, format!("{host}:{port}"));
+    let mut headers =
+        vec![("Content-Type", "application/pkcs10".to_owned()), ("Content-Transfer-Encoding", "base64".to_owned())];
     if let Auth::Basic(basic) = auth {
-        request = request.header(hyper::header::AUTHORIZATION, format!("Basic {basic}"));
+        headers.push(("Authorization", format!("Basic {basic}")));
     }
-    let request = request
-        .header(hyper::header::CONTENT_TYPE, "application/pkcs10")
-        .header("Content-Transfer-Encoding", "base64")
-        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-        .map_err(|e| unreachable(e.to_string()))?;
-    let response = sender.send_request(request).await.map_err(|e| unreachable(e.to_string()))?;
-    let status = response.status().as_u16();
-    let body = http_body_util::Limited::new(response.into_body(), 1024 * 1024)
-        .collect()
+    crate::http::send(tls_client(config, identity)?, hyper::Method::POST, url, &headers, body)
         .await
-        .map_err(|e| unreachable(e.to_string()))?
-        .to_bytes();
-    Ok((status, body))
+        .map_err(|detail| AgentError::Unreachable { url: url.to_owned(), detail })
 }
 
 /// Jittered exponential backoff: 1 s doubling to 60 s, each wait between half and all of it.
@@ -522,7 +488,7 @@ fn device_id(config: &AgentConfig, files: &Files) -> Result<String, AgentError> 
 
 fn mqtt(config: &AgentConfig, files: &Files, device: &str) -> Result<(AsyncClient, EventLoop), AgentError> {
     let (chain, key) = identity(files)?;
-    let (host, port) = host_port(&config.server.mqtt_url, 8883)
+    let (host, port) = crate::http::host_port(&config.server.mqtt_url, 8883)
         .ok_or_else(|| AgentError::Tls(format!("{}: not a URL", config.server.mqtt_url)))?;
     let mut opts = MqttOptions::new(device, host, port);
     opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls_client(config, Some((chain, key)))?)));
@@ -537,7 +503,7 @@ fn unix_now() -> i64 {
     i64::try_from(now.as_secs()).unwrap_or(0)
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = i64::try_from(now.as_secs()).unwrap_or(0);
     // Civil date from days since the epoch (Howard Hinnant's algorithm).
@@ -742,15 +708,6 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_split_into_host_and_port() {
-        assert_eq!(host_port("mqtts://palisade.example:8883", 1), Some(("palisade.example".into(), 8883)));
-        assert_eq!(host_port("https://127.0.0.1:8444/x/y", 1), Some(("127.0.0.1".into(), 8444)));
-        assert_eq!(host_port("mqtts://palisade.example", 8883), Some(("palisade.example".into(), 8883)));
-        assert_eq!(host_port("https://[::1]:8444", 1), Some(("::1".into(), 8444)));
-        assert_eq!(host_port("no scheme", 1), None);
-    }
 
     #[test]
     fn backoff_grows_with_jitter_and_caps() {

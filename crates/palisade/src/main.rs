@@ -41,12 +41,61 @@ enum Command {
     /// The certificate authority.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Run a simulated fleet against a server: devices registered through the API, each
+    /// enrolled over EST with its own key, reporting over MQTT, acting out a scenario's attacks.
+    Sim(SimArgs),
     /// Run the device agent: enroll over EST, report telemetry over MQTT, run commands.
     Agent {
         /// The agent's configuration (TOML).
         #[arg(long)]
         config: PathBuf,
     },
+}
+
+#[derive(Debug, Args)]
+struct SimArgs {
+    /// The console URL (REST API).
+    #[arg(long)]
+    server: String,
+    /// An API key allowed to create devices and enrollment tokens.
+    #[arg(long, env = "PALISADE_API_KEY", hide_env_values = true)]
+    api_key: String,
+    /// Palisade's root CA (PEM).
+    #[arg(long)]
+    ca: PathBuf,
+    #[arg(long, default_value_t = 10)]
+    devices: usize,
+    /// How long to run: `90s`, `5m`, `1h`.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    duration: std::time::Duration,
+    /// How often each device reports.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    interval: std::time::Duration,
+    /// Attacks to act out (TOML; see examples/scenarios/attacks.toml).
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Write what happened (devices, attacks, load figures) as JSON.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// The group the simulated devices are registered in.
+    #[arg(long, default_value = "sim")]
+    group: String,
+    /// The same seed gives the same fleet behaviour.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// `90s`, `5m`, `1h` or plain seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (n, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, ""), |i| s.split_at(i));
+    let n: u64 = n.parse().map_err(|_| format!("{s:?} is not a duration like 90s, 5m or 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{s:?} is not a duration like 90s, 5m or 1h")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 #[derive(Debug, Subcommand)]
@@ -234,6 +283,49 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config.mqtt_addr = args.mqtt_addr;
             init_logging(config.log.format, "warn");
             demo::run(config).await
+        }
+        Command::Sim(args) => {
+            init_logging(LogFormat::Text, "warn");
+            let scenario = match &args.scenario {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+                    palisade_agent::fleet::Scenario::parse(&text).with_context(|| format!("{}", path.display()))?
+                }
+                None => palisade_agent::fleet::Scenario::default(),
+            };
+            let ca_pem = std::fs::read(&args.ca).with_context(|| format!("{}", args.ca.display()))?;
+            let opts = palisade_agent::sim::SimOptions {
+                server: args.server,
+                api_key: args.api_key,
+                ca_pem,
+                devices: args.devices,
+                duration: args.duration,
+                interval: args.interval,
+                scenario,
+                group: args.group,
+                seed: args.seed,
+            };
+            let report = palisade_agent::sim::run(opts).await?;
+            let l = &report.load;
+            println!(
+                "devices={} attacks={} enroll_s={:.1} handshakes={} published={} acked={} msgs/s={:.1} \
+                 puback_ms p50={:.1} p99={:.1} errors={}",
+                report.devices.len(),
+                report.attacks.len(),
+                l.enroll_seconds,
+                l.handshakes,
+                l.published,
+                l.acked,
+                l.msgs_per_s,
+                l.puback_p50_ms,
+                l.puback_p99_ms,
+                l.errors
+            );
+            if let Some(path) = args.report {
+                std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+                    .with_context(|| format!("{}", path.display()))?;
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Agent { config } => {
             let config = palisade_agent::config::AgentConfig::load(&config)?;

@@ -15,3 +15,4 @@ mod encryption;
 mod identity;
 mod mqtt;
 mod operability;
+mod sim;

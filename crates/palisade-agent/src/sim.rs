@@ -1,0 +1,378 @@
+//! `palisade sim`: a simulated fleet against a real Palisade, through its public interfaces
+//! only. Devices are registered through the REST API, each enrolls over EST with its own key,
+//! finds the MQTT endpoint from `GET /api/v1/system/endpoints`, and reports what its
+//! [`VirtualDevice`] says, acting out the scenario's attacks on the network (reconnecting,
+//! connecting a cloned certificate from a second address, going silent). It measures what it
+//! does: PUBACK latency, messages per second, handshakes, errors.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use serde::Serialize;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::task::JoinSet;
+
+use crate::fleet::{Action, Profile, Scenario, VirtualDevice};
+use crate::http;
+
+/// What to simulate and where.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// The console URL (REST API), e.g. `https://localhost:8443`.
+    pub server: String,
+    pub api_key: String,
+    /// Palisade's root CA (PEM).
+    pub ca_pem: Vec<u8>,
+    pub devices: usize,
+    pub duration: Duration,
+    /// How often each device reports.
+    pub interval: Duration,
+    pub scenario: Scenario,
+    pub group: String,
+    pub seed: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("{what}: {status} {body}")]
+    Refused { what: String, status: u16, body: String },
+}
+
+/// What the run did; `--report` writes it as JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimReport {
+    pub devices: Vec<String>,
+    pub attacks: Vec<AttackEntry>,
+    pub load: Load,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AttackEntry {
+    pub device: String,
+    pub kind: crate::fleet::AttackKind,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Load {
+    pub enroll_seconds: f64,
+    pub connections: usize,
+    pub handshakes: u64,
+    pub handshakes_per_s: f64,
+    pub published: u64,
+    pub acked: u64,
+    pub msgs_per_s: f64,
+    pub puback_p50_ms: f64,
+    pub puback_p99_ms: f64,
+    pub errors: u64,
+}
+
+/// A device's credentials, in memory only.
+struct Identity {
+    id: String,
+    chain: Vec<CertificateDer<'static>>,
+    key: Vec<u8>,
+}
+
+impl Identity {
+    fn key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.clone()))
+    }
+}
+
+fn tls(ca_pem: &[u8], identity: Option<&Identity>) -> Result<Arc<rustls::ClientConfig>, SimError> {
+    let setup = |e: String| SimError::Setup(e);
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(c.map_err(|e| setup(format!("CA: {e}")))?).map_err(|e| setup(format!("CA: {e}")))?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| setup(e.to_string()))?
+        .with_root_certificates(roots);
+    Ok(Arc::new(match identity {
+        Some(i) => builder.with_client_auth_cert(i.chain.clone(), i.key()).map_err(|e| setup(e.to_string()))?,
+        None => builder.with_no_client_auth(),
+    }))
+}
+
+async fn api(
+    opts: &SimOptions,
+    tls: &Arc<rustls::ClientConfig>,
+    method: hyper::Method,
+    path: &str,
+    body: serde_json::Value,
+) -> Result<serde_json::Value, SimError> {
+    let url = format!("{}{path}", opts.server.trim_end_matches('/'));
+    let headers = [("Authorization", format!("Bearer {}", opts.api_key)), ("Content-Type", "application/json".into())];
+    let body = if body.is_null() { Vec::new() } else { body.to_string().into_bytes() };
+    let (status, resp) = http::send(tls.clone(), method, &url, &headers, body)
+        .await
+        .map_err(|e| SimError::Setup(format!("{url}: {e}")))?;
+    if !(200..300).contains(&status) {
+        let body = String::from_utf8_lossy(&resp).chars().take(300).collect();
+        return Err(SimError::Refused { what: path.to_owned(), status, body });
+    }
+    serde_json::from_slice(&resp).map_err(|e| SimError::Setup(format!("{path}: {e}")))
+}
+
+/// Registers device `index` and enrolls it over EST with a key made here.
+async fn enroll(opts: Arc<SimOptions>, est: String, run: u128, index: usize) -> Result<Identity, SimError> {
+    let tls = tls(&opts.ca_pem, None)?;
+    let profile = Profile::for_index(index);
+    let model = serde_json::to_value(profile).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let device = serde_json::json!({
+        "serial": format!("SIM-{run}-{index}"), "model": model, "vendor": "palisade-sim", "group": opts.group,
+    });
+    let created = api(&opts, &tls, hyper::Method::POST, "/api/v1/devices", device).await?;
+    let id = created
+        .get("id")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| SimError::Setup("device id missing".into()))?
+        .to_owned();
+    let path = format!("/api/v1/devices/{id}/enrollment-tokens");
+    let token = api(&opts, &tls, hyper::Method::POST, &path, serde_json::json!({})).await?;
+    let token = token
+        .get("token")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| SimError::Setup("token missing".into()))?;
+    let key =
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| SimError::Setup(e.to_string()))?;
+    let csr =
+        rcgen::CertificateParams::default().serialize_request(&key).map_err(|e| SimError::Setup(e.to_string()))?;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{token}"));
+    let headers = [("Authorization", format!("Basic {basic}")), ("Content-Type", "application/pkcs10".into())];
+    let body = base64::engine::general_purpose::STANDARD.encode(csr.der()).into_bytes();
+    let url = format!("{}/simpleenroll", est.trim_end_matches('/'));
+    let (status, resp) = http::send(tls, hyper::Method::POST, &url, &headers, body)
+        .await
+        .map_err(|e| SimError::Setup(format!("{url}: {e}")))?;
+    if status != 200 {
+        let body = String::from_utf8_lossy(&resp).chars().take(300).collect();
+        return Err(SimError::Refused { what: format!("enrolling {id}"), status, body });
+    }
+    let pem = crate::run::certificate_pem(&resp).map_err(|e| SimError::Setup(e.to_string()))?;
+    let chain = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| SimError::Setup(e.to_string()))?;
+    Ok(Identity { id, chain, key: key.serialize_der() })
+}
+
+/// What one device measured.
+#[derive(Default)]
+struct DeviceStats {
+    handshakes: u64,
+    published: u64,
+    latencies: Vec<Duration>,
+    errors: u64,
+}
+
+fn client(opts: &SimOptions, identity: &Identity, host: &str, port: u16) -> Result<(AsyncClient, EventLoop), SimError> {
+    let mut o = MqttOptions::new(identity.id.clone(), host, port);
+    o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls(&opts.ca_pem, Some(identity))?)));
+    o.set_keep_alive(Duration::from_secs(30));
+    o.set_clean_session(true);
+    Ok(AsyncClient::new(o, 16))
+}
+
+fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(0)
+}
+
+/// Runs one virtual device until `until`.
+async fn device(
+    opts: Arc<SimOptions>,
+    identity: Arc<Identity>,
+    mut model: VirtualDevice,
+    host: String,
+    port: u16,
+    until: Instant,
+) -> DeviceStats {
+    let mut stats = DeviceStats::default();
+    let topic = format!("devices/{}/telemetry", identity.id);
+    let Ok((mut client_, mut events)) = client(&opts, &identity, &host, port) else {
+        stats.errors += 1;
+        return stats;
+    };
+    let mut queued: VecDeque<Instant> = VecDeque::new();
+    let mut sent: HashMap<u16, Instant> = HashMap::new();
+    let mut ticker = tokio::time::interval(opts.interval);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(until.into()) => break,
+            _ = ticker.tick() => {
+                let tick = model.report(now_ms());
+                for action in &tick.actions {
+                    match action {
+                        Action::Reconnect => {
+                            let _ = client_.disconnect().await;
+                            match client(&opts, &identity, &host, port) {
+                                Ok((c, e)) => (client_, events) = (c, e),
+                                Err(_) => stats.errors += 1,
+                            }
+                            queued.clear();
+                            sent.clear();
+                        }
+                        Action::CloneConnect => {
+                            tokio::spawn(clone_connect(opts.clone(), identity.clone(), host.clone(), port));
+                        }
+                        Action::Silent => {}
+                    }
+                }
+                if let Some(report) = tick.report
+                    && let Ok(payload) = serde_json::to_vec(&report)
+                    && client_.try_publish(&topic, QoS::AtLeastOnce, false, payload).is_ok()
+                {
+                    stats.published += 1;
+                    queued.push_back(Instant::now());
+                }
+            }
+            event = events.poll() => match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => stats.handshakes += 1,
+                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                    if let Some(t) = queued.pop_front() {
+                        sent.insert(pkid, t);
+                    }
+                }
+                Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                    if let Some(t) = sent.remove(&ack.pkid) {
+                        stats.latencies.push(t.elapsed());
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    stats.errors += 1;
+                    queued.clear();
+                    sent.clear();
+                    // rumqttc reconnects on the next poll; do not spin while the server is away.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            },
+        }
+    }
+    let _ = client_.disconnect().await;
+    stats
+}
+
+/// A cloned certificate in use: a second MQTT connection with the device's certificate, from
+/// another loopback address when the server is on loopback (a second place), held for a while.
+async fn clone_connect(opts: Arc<SimOptions>, identity: Arc<Identity>, host: String, port: u16) {
+    let Ok(addrs) = tokio::net::lookup_host((host.as_str(), port)).await else { return };
+    let Some(addr) = addrs.into_iter().find(std::net::SocketAddr::is_ipv4) else { return };
+    let Ok(socket) = tokio::net::TcpSocket::new_v4() else { return };
+    if addr.ip().is_loopback() {
+        let _ = socket.bind(std::net::SocketAddr::from(([127, 0, 0, 2], 0)));
+    }
+    let Ok(tcp) = socket.connect(addr).await else { return };
+    let (Ok(tls), Ok(name)) = (tls(&opts.ca_pem, Some(&identity)), ServerName::try_from(host)) else { return };
+    let Ok(mut stream) = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await else { return };
+    let id = identity.id.as_bytes();
+    let mut connect = vec![0x10, 0, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60];
+    connect.extend_from_slice(&u16::try_from(id.len()).unwrap_or(0).to_be_bytes());
+    connect.extend_from_slice(id);
+    if let Some(len) = connect.get_mut(1) {
+        *len = u8::try_from(10 + 2 + id.len()).unwrap_or(0);
+    }
+    if stream.write_all(&connect).await.is_err() {
+        return;
+    }
+    let mut connack = [0u8; 4];
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut connack)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    let i = ((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1));
+    sorted.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+/// Registers, enrolls and runs the fleet; the report of what happened.
+pub async fn run(opts: SimOptions) -> Result<SimReport, SimError> {
+    opts.scenario.check_devices(opts.devices).map_err(|e| SimError::Setup(e.to_string()))?;
+    let opts = Arc::new(opts);
+    let api_tls = tls(&opts.ca_pem, None)?;
+    let endpoints =
+        api(&opts, &api_tls, hyper::Method::GET, "/api/v1/system/endpoints", serde_json::Value::Null).await?;
+    let est = endpoints
+        .get("est")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| SimError::Setup("no EST endpoint".into()))?
+        .to_owned();
+    let mqtt = endpoints
+        .get("mqtt")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| SimError::Setup("no MQTT endpoint".into()))?;
+    let (host, port) = http::host_port(mqtt, 8883).ok_or_else(|| SimError::Setup(format!("{mqtt}: not a URL")))?;
+
+    let started = Instant::now();
+    let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+    let mut enrolling = JoinSet::new();
+    let mut identities: Vec<Option<Identity>> = (0..opts.devices).map(|_| None).collect();
+    for index in 0..opts.devices {
+        if enrolling.len() >= 16
+            && let Some(done) = enrolling.join_next().await
+        {
+            let (i, identity) = done.map_err(|e| SimError::Setup(e.to_string()))?;
+            if let Some(slot) = identities.get_mut(i) {
+                *slot = Some(identity?);
+            }
+        }
+        let (opts, est) = (opts.clone(), est.clone());
+        enrolling.spawn(async move { (index, enroll(opts, est, run, index).await) });
+    }
+    while let Some(done) = enrolling.join_next().await {
+        let (i, identity) = done.map_err(|e| SimError::Setup(e.to_string()))?;
+        if let Some(slot) = identities.get_mut(i) {
+            *slot = Some(identity?);
+        }
+    }
+    let identities: Vec<Arc<Identity>> = identities.into_iter().flatten().map(Arc::new).collect();
+    let enroll_seconds = started.elapsed().as_secs_f64();
+
+    let start_ms = now_ms();
+    let until = Instant::now() + opts.duration;
+    let mut running = JoinSet::new();
+    for (index, identity) in identities.iter().enumerate() {
+        let mut model = VirtualDevice::new(index, Profile::for_index(index), opts.seed, start_ms);
+        model.schedule(opts.scenario.for_device(index));
+        running.spawn(device(opts.clone(), identity.clone(), model, host.clone(), port, until));
+    }
+    let mut load = Load { enroll_seconds, connections: identities.len(), ..Load::default() };
+    let mut latencies = Vec::new();
+    while let Some(done) = running.join_next().await {
+        let s = done.map_err(|e| SimError::Setup(e.to_string()))?;
+        load.handshakes += s.handshakes;
+        load.published += s.published;
+        load.errors += s.errors;
+        latencies.extend(s.latencies);
+    }
+    latencies.sort();
+    let secs = opts.duration.as_secs_f64().max(0.001);
+    load.acked = latencies.len() as u64;
+    #[allow(clippy::cast_precision_loss)]
+    {
+        load.msgs_per_s = load.acked as f64 / secs;
+        load.handshakes_per_s = load.handshakes as f64 / secs;
+    }
+    load.puback_p50_ms = percentile(&latencies, 0.50);
+    load.puback_p99_ms = percentile(&latencies, 0.99);
+    let attacks = opts
+        .scenario
+        .records(start_ms)
+        .into_iter()
+        .filter_map(|r| {
+            let device = identities.get(r.device_index)?.id.clone();
+            Some(AttackEntry { device, kind: r.kind, at: crate::fleet::rfc3339(r.at_ms) })
+        })
+        .collect();
+    Ok(SimReport { devices: identities.iter().map(|i| i.id.clone()).collect(), attacks, load })
+}

@@ -1,0 +1,69 @@
+//! `palisade sim` against a real server: devices registered through the API, enrolled over EST,
+//! reporting over MQTT, acting out attacks the way compromised devices do.
+
+use serde_json::Value;
+
+use crate::common::{BIN, Server};
+
+#[tokio::test]
+async fn a_simulated_fleet_enrolls_reports_and_acts_out_attacks() {
+    let s = Server::start().await;
+    let admin = s.api_key("admin");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(
+        dir.join("scenario.toml"),
+        "[[attack]]\ndevice = 1\nkind = \"cloned_certificate\"\nat = \"1s\"\n\n\
+         [[attack]]\ndevice = 2\nkind = \"new_listening_port\"\nat = \"0s\"\nduration = \"5m\"\n",
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(BIN)
+        .args(["sim", "--server", &format!("https://localhost:{}", s.addr.port()), "--ca"])
+        .arg(s.dir.join("pki/root-ca.pem"))
+        .args(["--devices", "4", "--duration", "4s", "--interval", "1s", "--scenario"])
+        .arg(dir.join("scenario.toml"))
+        .arg("--report")
+        .arg(dir.join("report.json"))
+        .env("PALISADE_API_KEY", &admin)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+
+    let report: Value = serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+    let devices: Vec<String> =
+        report["devices"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_owned()).collect();
+    assert_eq!(devices.len(), 4, "{report}");
+    let attacks = report["attacks"].as_array().unwrap();
+    assert_eq!(attacks.len(), 2, "{report}");
+    assert!(attacks.iter().any(|a| a["kind"] == "cloned_certificate" && a["device"] == devices[1].as_str()));
+    let load = &report["load"];
+    assert!(load["acked"].as_u64().unwrap() >= 8, "{load}");
+    assert_eq!(load["connections"], 4);
+    assert!(load["handshakes"].as_u64().unwrap() >= 4, "{load}");
+
+    // Every device is registered in group "sim", enrolled, and has reported.
+    for id in &devices {
+        let d = s.client.get(&format!("/api/v1/devices/{id}"), &admin).await.json();
+        assert_eq!(d["group"], "sim", "{d}");
+        let t = s.client.get(&format!("/api/v1/devices/{id}/telemetry/latest"), &admin).await;
+        assert_eq!(t.status, hyper::StatusCode::OK, "{id}: {}", t.text());
+        assert!(serde_json::from_str::<Value>(&t.text()).unwrap()["payload"]["v"] == 1);
+    }
+    // Device 2 listens on telnet now.
+    let t = s.client.get(&format!("/api/v1/devices/{}/telemetry/latest", devices[2]), &admin).await.json();
+    let ports: Vec<u64> =
+        t["payload"]["net"]["listening"].as_array().unwrap().iter().map(|l| l["port"].as_u64().unwrap()).collect();
+    assert!(ports.contains(&23), "{t}");
+    // Device 1's certificate was used from a second address at the same time.
+    let findings = s.client.get("/api/v1/findings", &admin).await.json();
+    assert!(
+        findings
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["kind"] == "certificate_two_places" && f["device_id"] == devices[1].as_str()),
+        "{findings}"
+    );
+}
