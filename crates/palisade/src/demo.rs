@@ -1,5 +1,6 @@
-//! `palisade demo`: a server with a sample fleet, and the two things a newcomer needs to reach
-//! it (the URL and an admin key). The attacking fleet simulator joins when it lands.
+//! `palisade demo`: a server with a sample fleet, a simulated fleet of devices reporting over
+//! MQTT (with a handful of attacks, `examples/scenarios/demo.toml`), and the two things a
+//! newcomer needs to reach it (the URL and an admin key).
 
 use std::process::ExitCode;
 
@@ -30,7 +31,10 @@ const FLEET: &[Sample] = &[
     ("thermo-1", "acme", "building climate", "buildings", "eu-west", Criticality::Low, (53.35, -6.25)),
 ];
 
-pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
+/// The attacks the demo's simulated fleet acts out.
+const SCENARIO: &str = include_str!("../../../examples/scenarios/demo.toml");
+
+pub async fn run(config: Config, simulated: usize) -> anyhow::Result<ExitCode> {
     let data_dir = config.data_dir.clone().context("demo needs a data directory")?;
     let running = palisade_server::start(config).await.context("cannot start the demo server")?;
     println!("{}", crate::listening_line(&running));
@@ -69,13 +73,36 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         .await?;
     let url = format!("https://localhost:{}", running.console_addr.port());
     let ca = bootstrap::root_ca_path(&data_dir);
+    if simulated > 0 {
+        // The simulated fleet goes through the public interfaces like any other client.
+        let scenario = palisade_agent::fleet::Scenario::parse(SCENARIO)?;
+        let scenario = if scenario.check_devices(simulated).is_ok() { scenario } else { Default::default() };
+        let opts = palisade_agent::sim::SimOptions {
+            server: url.clone(),
+            api_key: key.key.as_str().to_owned(),
+            ca_pem: std::fs::read(&ca).with_context(|| format!("{}", ca.display()))?,
+            devices: simulated,
+            duration: std::time::Duration::from_secs(7 * 86_400),
+            interval: std::time::Duration::from_secs(10),
+            scenario,
+            group: "sim".into(),
+            seed: 1,
+        };
+        tokio::spawn(async move {
+            if let Err(e) = palisade_agent::sim::run(opts).await {
+                eprintln!("demo: the simulated fleet stopped: {e}");
+            }
+        });
+    }
     let admin_password = bootstrap::initial_admin_path(&data_dir);
     println!(
         "\nPalisade demo is running.\n\n  API:       {url}/api/v1/\n  CA:        {ca}\n  Admin key: {key} (valid 24 h)\n  Sign in:   user admin, one-time password in {pw} \
          (the first sign-in changes it and enrols MFA)\n\n\
          Try:\n  curl --cacert {ca} -H 'Authorization: Bearer {key}' '{url}/api/v1/devices?state=quarantined'\n  \
          curl --cacert {ca} -H 'Authorization: Bearer {key}' '{url}/api/v1/audit?limit=5'\n\n\
-         The web console and the attacking fleet simulator arrive with their issues. Ctrl-C stops the demo.",
+         {simulated} simulated devices (group \"sim\") report every 10 s; from minute 2 a few of them act out \
+         attacks (examples/scenarios/demo.toml).\n\
+         The web console arrives with its issue. Ctrl-C stops the demo.",
         ca = ca.display(),
         key = key.key.as_str(),
         pw = admin_password.display(),

@@ -186,6 +186,9 @@ struct DemoArgs {
     /// Device MQTT address.
     #[arg(long, default_value = "127.0.0.1:8883")]
     mqtt_addr: std::net::SocketAddr,
+    /// Simulated devices reporting over MQTT (0: none).
+    #[arg(long, default_value_t = 200)]
+    devices: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -282,7 +285,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config.device_https_addr = args.device_https_addr;
             config.mqtt_addr = args.mqtt_addr;
             init_logging(config.log.format, "warn");
-            demo::run(config).await
+            demo::run(config, args.devices).await
         }
         Command::Sim(args) => {
             init_logging(LogFormat::Text, "warn");

@@ -94,6 +94,8 @@ async fn the_demo_serves_a_sample_fleet_and_prints_how_to_reach_it() {
             "127.0.0.1:0",
             "--mqtt-addr",
             "127.0.0.1:0",
+            "--devices",
+            "8",
             "--data-dir",
         ])
         .arg(&dir)
@@ -116,9 +118,27 @@ async fn the_demo_serves_a_sample_fleet_and_prints_how_to_reach_it() {
         }
     };
     let client = crate::common::Client::new(addr, &dir.join("pki/root-ca.pem"));
-    let all = client.get("/api/v1/devices", &key).await.json();
-    assert_eq!(all["items"].as_array().unwrap().len(), 12);
+    let sample = client.get("/api/v1/devices?tag=demo", &key).await.json();
+    assert_eq!(sample["items"].as_array().unwrap().len(), 12);
     let q = client.get("/api/v1/devices?state=quarantined", &key).await.json();
     assert_eq!(q["items"].as_array().unwrap().len(), 2);
+    // The simulated fleet registers, enrolls over EST and reports over MQTT.
+    let mut reporting = 0;
+    for _ in 0..300 {
+        let sim = client.get("/api/v1/devices?group=sim", &key).await.json();
+        let ids: Vec<String> =
+            sim["items"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap().to_owned()).collect();
+        reporting = 0;
+        for id in &ids {
+            if client.get(&format!("/api/v1/devices/{id}/telemetry/latest"), &key).await.status == StatusCode::OK {
+                reporting += 1;
+            }
+        }
+        if reporting == 8 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(reporting, 8, "simulated devices reporting");
     child.kill().await.unwrap();
 }
