@@ -32,6 +32,10 @@ pub struct SimOptions {
     pub duration: Duration,
     /// How often each device reports.
     pub interval: Duration,
+    /// QoS 0 (fire and forget) or 1 (acknowledged once stored).
+    pub qos: u8,
+    /// Connections opened per second at the start (`None`: all at once).
+    pub ramp: Option<f64>,
     pub scenario: Scenario,
     pub group: String,
     pub seed: u64,
@@ -194,9 +198,12 @@ async fn device(
     mut model: VirtualDevice,
     host: String,
     port: u16,
+    start: Instant,
     until: Instant,
 ) -> DeviceStats {
     let mut stats = DeviceStats::default();
+    tokio::time::sleep_until(start.into()).await;
+    let qos = if opts.qos == 0 { QoS::AtMostOnce } else { QoS::AtLeastOnce };
     let topic = format!("devices/{}/telemetry", identity.id);
     let Ok((mut client_, mut events)) = client(&opts, &identity, &host, port) else {
         stats.errors += 1;
@@ -229,10 +236,12 @@ async fn device(
                 }
                 if let Some(report) = tick.report
                     && let Ok(payload) = serde_json::to_vec(&report)
-                    && client_.try_publish(&topic, QoS::AtLeastOnce, false, payload).is_ok()
+                    && client_.try_publish(&topic, qos, false, payload).is_ok()
                 {
                     stats.published += 1;
-                    queued.push_back(Instant::now());
+                    if qos == QoS::AtLeastOnce {
+                        queued.push_back(Instant::now());
+                    }
                 }
             }
             event = events.poll() => match event {
@@ -339,12 +348,17 @@ pub async fn run(opts: SimOptions) -> Result<SimReport, SimError> {
     let enroll_seconds = started.elapsed().as_secs_f64();
 
     let start_ms = now_ms();
-    let until = Instant::now() + opts.duration;
+    let now = Instant::now();
+    let until = now + opts.duration;
     let mut running = JoinSet::new();
     for (index, identity) in identities.iter().enumerate() {
         let mut model = VirtualDevice::new(index, Profile::for_index(index), opts.seed, start_ms);
         model.schedule(opts.scenario.for_device(index));
-        running.spawn(device(opts.clone(), identity.clone(), model, host.clone(), port, until));
+        #[allow(clippy::cast_precision_loss)]
+        let delay =
+            opts.ramp.filter(|r| *r > 0.0).map_or(Duration::ZERO, |r| Duration::from_secs_f64(index as f64 / r));
+        let args = (host.clone(), port, now + delay, until);
+        running.spawn(device(opts.clone(), identity.clone(), model, args.0, args.1, args.2, args.3));
     }
     let mut load = Load { enroll_seconds, connections: identities.len(), ..Load::default() };
     let mut latencies = Vec::new();
@@ -358,9 +372,11 @@ pub async fn run(opts: SimOptions) -> Result<SimReport, SimError> {
     latencies.sort();
     let secs = opts.duration.as_secs_f64().max(0.001);
     load.acked = latencies.len() as u64;
+    // QoS 0 has no acknowledgement: what was sent is what is counted.
+    let delivered = if opts.qos == 0 { load.published } else { load.acked };
     #[allow(clippy::cast_precision_loss)]
     {
-        load.msgs_per_s = load.acked as f64 / secs;
+        load.msgs_per_s = delivered as f64 / secs;
         load.handshakes_per_s = load.handshakes as f64 / secs;
     }
     load.puback_p50_ms = percentile(&latencies, 0.50);

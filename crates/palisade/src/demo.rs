@@ -84,6 +84,8 @@ pub async fn run(config: Config, simulated: usize) -> anyhow::Result<ExitCode> {
             devices: simulated,
             duration: std::time::Duration::from_secs(7 * 86_400),
             interval: std::time::Duration::from_secs(10),
+            qos: 1,
+            ramp: Some(100.0),
             scenario,
             group: "sim".into(),
             seed: 1,

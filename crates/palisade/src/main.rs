@@ -71,6 +71,16 @@ struct SimArgs {
     /// How often each device reports.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     interval: std::time::Duration,
+    /// Reports per second across the whole fleet (sets each device's interval; overrides
+    /// --interval).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// MQTT QoS of the reports: 0 or 1.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    qos: u8,
+    /// Connections opened per second at the start (default: all at once).
+    #[arg(long)]
+    ramp: Option<f64>,
     /// Attacks to act out (TOML; see examples/scenarios/attacks.toml).
     #[arg(long)]
     scenario: Option<PathBuf>,
@@ -303,7 +313,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ca_pem,
                 devices: args.devices,
                 duration: args.duration,
-                interval: args.interval,
+                #[allow(clippy::cast_precision_loss)]
+                interval: match args.rate {
+                    Some(rate) if rate > 0.0 => std::time::Duration::from_secs_f64(args.devices as f64 / rate),
+                    Some(_) => anyhow::bail!("--rate must be above 0"),
+                    None => args.interval,
+                },
+                qos: args.qos,
+                ramp: args.ramp,
                 scenario,
                 group: args.group,
                 seed: args.seed,

@@ -67,3 +67,33 @@ async fn a_simulated_fleet_enrolls_reports_and_acts_out_attacks() {
         "{findings}"
     );
 }
+
+#[tokio::test]
+async fn the_simulator_generates_load_at_a_rate_with_qos_0_and_a_ramp() {
+    let s = Server::start().await;
+    let admin = s.api_key("admin");
+    let tmp = tempfile::tempdir().unwrap();
+    let report = tmp.path().join("report.json");
+    let out = tokio::process::Command::new(BIN)
+        .args(["sim", "--server", &format!("https://localhost:{}", s.addr.port()), "--ca"])
+        .arg(s.dir.join("pki/root-ca.pem"))
+        .args(["--devices", "3", "--duration", "3s", "--rate", "6", "--qos", "0", "--ramp", "10", "--report"])
+        .arg(&report)
+        .env("PALISADE_API_KEY", &admin)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let load = serde_json::from_slice::<Value>(&std::fs::read(&report).unwrap()).unwrap()["load"].clone();
+    // 3 devices at 6 reports/s in total: each reports every 0.5 s; QoS 0 has no PUBACK.
+    let published = load["published"].as_u64().unwrap();
+    assert!((9..=24).contains(&published), "{load}");
+    assert_eq!(load["acked"], 0, "{load}");
+    assert!(load["msgs_per_s"].as_f64().unwrap() >= 3.0, "{load}");
+    let bad = std::process::Command::new(BIN)
+        .args(["sim", "--server", "https://localhost:1", "--api-key", "k", "--ca", "/x", "--qos", "2"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--qos"), "{}", String::from_utf8_lossy(&bad.stderr));
+}
