@@ -5,6 +5,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -47,6 +48,8 @@ pub struct Metrics {
     pub auth_failures: Counter,
     pub denials: Family<DenialLabels, Counter>,
     pub logins: Family<LoginLabels, Counter>,
+    /// Live MQTT sessions (set when metrics are rendered).
+    pub mqtt_sessions: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -81,7 +84,9 @@ impl Default for Metrics {
         registry.register("access_denials", "Requests refused by access policy", denials.clone());
         let logins = Family::<LoginLabels, Counter>::default();
         registry.register("logins", "Sign-in attempts by outcome", logins.clone());
-        Self { registry, requests, request_seconds, store_seconds, auth_failures, denials, logins }
+        let mqtt_sessions = Gauge::default();
+        registry.register("mqtt_sessions", "Live device MQTT sessions", mqtt_sessions.clone());
+        Self { registry, requests, request_seconds, store_seconds, auth_failures, denials, logins, mqtt_sessions }
     }
 }
 

@@ -36,6 +36,7 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Resul
             <Caller as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, &state).await?;
         caller.require(Permission::SystemManage)?;
     }
+    state.metrics.mqtt_sessions.set(i64::try_from(state.plane.connected()).unwrap_or(i64::MAX));
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render()).into_response())
 }
 

@@ -117,6 +117,8 @@ async fn agent_enrolls_reports_runs_commands_and_wipes() {
     assert!(p["sys"]["uptime_s"].as_u64().unwrap() > 0, "{latest}");
     assert!(p["net"]["rx_bytes"].is_u64(), "{latest}");
     assert!(latest["seq"].as_i64().unwrap() >= 1);
+    let metrics = s.client.send(hyper::Method::GET, "/metrics", None, None).await.text();
+    assert!(metrics.contains("palisade_mqtt_sessions 1\n"), "{metrics}");
 
     // A command runs and its result is recorded.
     let ping = command(&s, &admin, &id, "ping").await;
