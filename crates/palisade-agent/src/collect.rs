@@ -3,18 +3,26 @@
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
-use std::io::{self, BufReader};
-use std::net::{IpAddr, SocketAddr};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
 
-use palisade_proto::telemetry::{Cell, Connection, Firmware, Listening, Loc, Net, Sys, TelemetryV1};
+use palisade_proto::telemetry::{Auth, Cell, Connection, Firmware, Listening, Loc, Net, Sys, TelemetryV1};
 use sha2::{Digest, Sha256};
 
 /// Most entries in one list of a report (the server refuses more).
 pub const MAX_LIST: usize = 4096;
 /// Longest boot id kept (the server refuses longer strings).
 const MAX_TEXT: usize = 256;
+/// How long `mmcli` may take, and how long gpsd may take to give a fix.
+const MMCLI_TIMEOUT: Duration = Duration::from_secs(5);
+const GPSD_TIMEOUT: Duration = Duration::from_secs(2);
+/// ModemManager is asked once every so many reports (the identity rarely changes).
+const MMCLI_EVERY: u64 = 10;
+/// Most of the auth log read per report (the rest is read by the next ones).
+const AUTH_LOG_CHUNK: u64 = 1024 * 1024;
 const EFI_SECURE_BOOT: &str = "sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c";
 const SOCKET_TABLES: [(&str, &str, bool); 4] = [
     ("proc/net/tcp", "tcp", false),
@@ -189,6 +197,87 @@ pub fn secure_boot_from_efivar(bytes: &[u8]) -> Option<bool> {
     }
 }
 
+/// One field of `mmcli -J` output: a string, capped, with mmcli's `--` (unknown) and `""` as `None`.
+fn mm_text(value: &serde_json::Value, pointer: &str) -> Option<String> {
+    let text = value.pointer(pointer)?.as_str()?.trim();
+    (!text.is_empty() && text != "--" && text.len() <= MAX_TEXT).then(|| text.to_owned())
+}
+
+/// MCC and MNC from a 3GPP operator code (`310410` → `310`, `410`).
+fn split_operator(code: Option<String>) -> (Option<String>, Option<String>) {
+    match code.filter(|c| (5..=6).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_digit())) {
+        Some(c) => (c.get(..3).map(str::to_owned), c.get(3..).map(str::to_owned)),
+        None => (None, None),
+    }
+}
+
+/// ModemManager access technologies, best first, and how the report names them.
+const RATS: [(&str, &[&str]); 6] = [
+    ("5g", &["5gnr"]),
+    ("lte", &["lte"]),
+    ("lte-m", &["lte-cat-m"]),
+    ("nb-iot", &["lte-nb-iot"]),
+    ("3g", &["hspa-plus", "hspa", "hsupa", "hsdpa", "umts", "evdob", "evdoa", "evdo0"]),
+    ("2g", &["edge", "gprs", "gsm", "gsm-compact", "1xrtt"]),
+];
+
+/// The modem's identity from `mmcli -m any -J` (ModemManager ≥ 1.10): IMEI, the serving network's
+/// MCC/MNC and the best access technology in use; `None` if nothing could be read.
+pub fn parse_mmcli_modem(json: &str) -> Option<Cell> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let (mcc, mnc) = split_operator(mm_text(&v, "/modem/3gpp/operator-code"));
+    let techs = v.pointer("/modem/generic/access-technologies").and_then(serde_json::Value::as_array);
+    let techs = techs.map_or(&[][..], Vec::as_slice);
+    let rat = RATS
+        .iter()
+        .find(|(_, mm)| techs.iter().any(|t| t.as_str().is_some_and(|t| mm.contains(&t))))
+        .map(|(rat, _)| (*rat).to_owned());
+    let imei = mm_text(&v, "/modem/3gpp/imei").or_else(|| mm_text(&v, "/modem/generic/equipment-identifier"));
+    Some(Cell { imei, mcc, mnc, rat, ..Cell::default() }).filter(|c| *c != Cell::default())
+}
+
+/// The SIM's identity from `mmcli -i any -J`: ICCID, IMSI and the home network's MCC/MNC.
+pub fn parse_mmcli_sim(json: &str) -> Option<Cell> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let (mcc, mnc) = split_operator(mm_text(&v, "/sim/properties/operator-code"));
+    let (iccid, imsi) = (mm_text(&v, "/sim/properties/iccid"), mm_text(&v, "/sim/properties/imsi"));
+    Some(Cell { iccid, imsi, mcc, mnc, ..Cell::default() }).filter(|c| *c != Cell::default())
+}
+
+/// Each field of `first`, else of `second`.
+fn merge_cell(first: Option<Cell>, second: Option<Cell>) -> Option<Cell> {
+    let Some(a) = first else { return second };
+    let b = second.unwrap_or_default();
+    Some(Cell {
+        iccid: a.iccid.or(b.iccid),
+        imsi: a.imsi.or(b.imsi),
+        imei: a.imei.or(b.imei),
+        mcc: a.mcc.or(b.mcc),
+        mnc: a.mnc.or(b.mnc),
+        rat: a.rat.or(b.rat),
+    })
+}
+
+/// A fix from one line of gpsd's JSON: a `TPV` report in mode 2 (2D) or 3 (3D); the accuracy is
+/// `eph`, else the combined `epx`/`epy` (95 % confidence, metres).
+pub fn parse_gpsd_tpv(line: &str) -> Option<Loc> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let num = |key: &str| v.get(key).and_then(serde_json::Value::as_f64).filter(|n| n.is_finite());
+    if v.get("class")?.as_str()? != "TPV" || v.get("mode")?.as_u64()? < 2 {
+        return None;
+    }
+    let (lat, lon) = (num("lat").filter(|l| l.abs() <= 90.0)?, num("lon").filter(|l| l.abs() <= 180.0)?);
+    let acc_m = num("eph").or_else(|| Some(num("epx")?.hypot(num("epy")?))).filter(|a| a.is_finite() && *a >= 0.0);
+    Some(Loc { lat, lon, acc_m })
+}
+
+/// Failed local logins in an auth log: sshd's failed passwords and unknown users, PAM's
+/// authentication failures and login's `FAILED LOGIN`, one per line.
+pub fn count_failed_logins(text: &str) -> u64 {
+    const MARKS: [&str; 4] = ["Failed password for", "Invalid user", "authentication failure", "FAILED LOGIN"];
+    text.lines().filter(|line| MARKS.iter().any(|m| line.contains(m))).count() as u64
+}
+
 /// Facts the device cannot measure from `/proc` and `/sys`, taken from the agent's configuration.
 #[derive(Debug, Clone, Default)]
 pub struct StaticFacts {
@@ -198,8 +287,16 @@ pub struct StaticFacts {
     /// Used when the EFI `SecureBoot` variable cannot be read (most embedded boards have none).
     pub secure_boot: Option<bool>,
     pub debug_enabled: Option<bool>,
+    /// Used where ModemManager cannot tell (field by field).
     pub cell: Option<Cell>,
+    /// Used when gpsd has no fix.
     pub loc: Option<Loc>,
+    /// The `mmcli` program to ask ModemManager with, when configured.
+    pub mmcli: Option<PathBuf>,
+    /// gpsd's `host:port`, when configured.
+    pub gpsd: Option<String>,
+    /// The auth log whose new failed logins are counted (used as given, not under the root).
+    pub auth_log: Option<PathBuf>,
 }
 
 /// What identifies a version of the firmware image: path, size and modification time.
@@ -212,6 +309,11 @@ pub struct Collector {
     root: PathBuf,
     prev_cpu: Option<CpuTimes>,
     digest: Option<(ImageKey, String)>,
+    reports: u64,
+    /// What ModemManager said last time it was asked.
+    modem: Option<Cell>,
+    /// How far the auth log has been read; `None` before the first report.
+    auth_offset: Option<u64>,
 }
 
 impl Default for Collector {
@@ -223,12 +325,20 @@ impl Default for Collector {
 impl Collector {
     /// A collector reading `proc/…` and `sys/…` under `root` (`/` on a device).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into(), prev_cpu: None, digest: None }
+        Self { root: root.into(), prev_cpu: None, digest: None, reports: 0, modem: None, auth_offset: None }
     }
 
     /// One report. Sources that are missing or unreadable are left out, never an error; the first
     /// report has no CPU use.
     pub fn collect(&mut self, facts: &StaticFacts, seq: i64, ts: String) -> TelemetryV1 {
+        if let Some(mmcli) = &facts.mmcli
+            && self.reports.is_multiple_of(MMCLI_EVERY)
+        {
+            let sim = run_bounded(mmcli, &["-i", "any", "-J"]).and_then(|json| parse_mmcli_sim(&json));
+            self.modem = merge_cell(run_bounded(mmcli, &["-m", "any", "-J"]).and_then(|j| parse_mmcli_modem(&j)), sim);
+        }
+        self.reports = self.reports.wrapping_add(1);
+        let failed_logins = facts.auth_log.as_deref().and_then(|log| self.new_failed_logins(log));
         TelemetryV1 {
             v: 1,
             ts: Some(ts),
@@ -236,9 +346,9 @@ impl Collector {
             net: self.net(),
             sys: self.sys(),
             fw: self.firmware(facts),
-            cell: facts.cell.clone(),
-            loc: facts.loc.clone(),
-            auth: None,
+            cell: merge_cell(self.modem.clone(), facts.cell.clone()),
+            loc: facts.gpsd.as_deref().and_then(gpsd_fix).or_else(|| facts.loc.clone()),
+            auth: failed_logins.map(|n| Auth { failed_logins: Some(n), default_credentials: None }),
         }
     }
 
@@ -287,6 +397,32 @@ impl Collector {
         (fw != Firmware::default()).then_some(fw)
     }
 
+    /// Failed logins in the lines added to `log` since the previous report (none on the first, which
+    /// starts at the end; a file shorter than before was rotated and is read from its start).
+    fn new_failed_logins(&mut self, log: &Path) -> Option<u64> {
+        let Ok(mut file) = File::open(log) else {
+            self.auth_offset = Some(0); // rotated away: its successor is new
+            return None;
+        };
+        let len = file.metadata().ok()?.len();
+        let offset = match self.auth_offset {
+            None => len,
+            Some(offset) if offset > len => 0,
+            Some(offset) => offset,
+        };
+        let mut chunk = Vec::new();
+        file.seek(SeekFrom::Start(offset)).ok()?;
+        file.take(AUTH_LOG_CHUNK).read_to_end(&mut chunk).ok()?;
+        // Whole lines only; a line longer than a chunk is skipped over.
+        let used = match chunk.iter().rposition(|&b| b == b'\n') {
+            Some(i) => i + 1,
+            None if chunk.len() as u64 == AUTH_LOG_CHUNK => chunk.len(),
+            None => 0,
+        };
+        self.auth_offset = Some(offset + used as u64);
+        Some(count_failed_logins(&String::from_utf8_lossy(chunk.get(..used)?)))
+    }
+
     fn image_digest(&mut self, image: &Path) -> Option<String> {
         let meta = fs::metadata(image).ok()?;
         let key = (image.to_path_buf(), meta.len(), meta.modified().ok());
@@ -297,6 +433,59 @@ impl Collector {
                 self.digest = Some((key, digest.clone()));
                 Some(digest)
             }
+        }
+    }
+}
+
+/// Runs `program` with `args` and returns what it printed, if it succeeded within [`MMCLI_TIMEOUT`]
+/// (it is killed after that); at most 1 MiB of output is kept.
+fn run_bounded(program: &Path, args: &[&str]) -> Option<String> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let stdout = child.stdout.take();
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        stdout?.take(1024 * 1024).read_to_string(&mut out).ok().map(|_| out)
+    });
+    let deadline = Instant::now() + MMCLI_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Ok(Some(status)) => break Some(status),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let out = reader.join().ok()??;
+    status.filter(|s| s.success()).map(|_| out)
+}
+
+/// Asks gpsd at `addr` (`host:port`) for a fix, waiting at most [`GPSD_TIMEOUT`] for one.
+fn gpsd_fix(addr: &str) -> Option<Loc> {
+    let deadline = Instant::now() + GPSD_TIMEOUT;
+    let addr = addr.to_socket_addrs().ok()?.next()?;
+    let mut stream = TcpStream::connect_timeout(&addr, GPSD_TIMEOUT).ok()?;
+    stream.set_write_timeout(Some(GPSD_TIMEOUT)).ok()?;
+    stream.write_all(br#"?WATCH={"enable":true,"json":true};"#).ok()?;
+    let mut reader = BufReader::new(stream.take(1024 * 1024));
+    let mut line = String::new();
+    loop {
+        let left = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())?;
+        reader.get_ref().get_ref().set_read_timeout(Some(left)).ok()?;
+        line.clear();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if let Some(fix) = parse_gpsd_tpv(&line) {
+            return Some(fix);
         }
     }
 }
@@ -315,6 +504,10 @@ mod tests {
     const MEMINFO: &str = include_str!("../tests/fixtures/collect/proc/meminfo");
     const UPTIME: &str = include_str!("../tests/fixtures/collect/proc/uptime");
     const BOOT_ID: &str = include_str!("../tests/fixtures/collect/proc/sys/kernel/random/boot_id");
+    const MMCLI_MODEM: &str = include_str!("../tests/fixtures/collect/mmcli/modem.json");
+    const MMCLI_SIM: &str = include_str!("../tests/fixtures/collect/mmcli/sim.json");
+    const GPSD_WATCH: &str = include_str!("../tests/fixtures/collect/gpsd/watch.jsonl");
+    const AUTH_LOG: &str = include_str!("../tests/fixtures/collect/auth.log");
     const ABC_DIGEST: &str = "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
 
     fn all_sockets() -> Vec<Socket> {
@@ -410,7 +603,7 @@ mod tests {
     fn garbage_and_truncated_input_never_panics() {
         let mut inputs: Vec<String> =
             ["", ":", "lo:", "cpu  x y z w", "0: 0100007F: :0016 0A", "MemTotal:"].map(String::from).into();
-        for sample in [NET_DEV, TCP, TCP6, UDP, STAT_1, MEMINFO, UPTIME, BOOT_ID] {
+        for sample in [NET_DEV, TCP, TCP6, UDP, STAT_1, MEMINFO, UPTIME, BOOT_ID, MMCLI_MODEM, MMCLI_SIM, GPSD_WATCH] {
             inputs.extend(sample.char_indices().map(|(i, _)| sample[..i].to_owned()));
         }
         let alphabet: Vec<char> = "0123456789ABCDEFabcdef: .\n-+lo cpuMemTotal:é\u{0}".chars().collect();
@@ -430,6 +623,133 @@ mod tests {
             assert!(cpu.is_none_or(|p| (0.0..=100.0).contains(&p)), "{text:?}");
             assert!(parse_meminfo(text).is_none_or(|p| (0.0..=100.0).contains(&p)), "{text:?}");
             let _ = (parse_uptime(text), parse_boot_id(text), secure_boot_from_efivar(text.as_bytes()));
+            let _ = (parse_mmcli_modem(text), parse_mmcli_sim(text), parse_gpsd_tpv(text), count_failed_logins(text));
+        }
+    }
+
+    #[test]
+    fn modem_manager_identity() {
+        let modem = parse_mmcli_modem(MMCLI_MODEM).unwrap();
+        let mcc_mnc = (Some("310".into()), Some("410".into()));
+        assert_eq!((modem.imei.as_deref(), (modem.mcc.clone(), modem.mnc.clone())), (Some("867698041234567"), mcc_mnc));
+        assert_eq!((modem.rat.as_deref(), modem.iccid.as_ref()), (Some("lte"), None));
+        let sim = parse_mmcli_sim(MMCLI_SIM).unwrap();
+        assert_eq!(
+            (sim.iccid.as_deref(), sim.imsi.as_deref()),
+            (Some("89014103211118510720"), Some("310410118510720"))
+        );
+        for (techs, rat) in [
+            (r#"["lte-cat-m"]"#, Some("lte-m")),
+            (r#"["lte-nb-iot"]"#, Some("nb-iot")),
+            (r#"["umts","hsdpa"]"#, Some("3g")),
+            (r#"["gsm"]"#, Some("2g")),
+            (r#"["lte","5gnr"]"#, Some("5g")),
+            (r#"["unknown"]"#, None),
+        ] {
+            let json =
+                MMCLI_MODEM.replace(r#""access-technologies":["lte"]"#, &format!(r#""access-technologies":{techs}"#));
+            assert_eq!(parse_mmcli_modem(&json).unwrap().rat.as_deref(), rat, "{techs}");
+        }
+        // mmcli prints `--` for what it does not know; overlong strings are dropped.
+        let unknown = MMCLI_MODEM.replace("867698041234567", "--").replace("310410", &"9".repeat(300));
+        assert_eq!(parse_mmcli_modem(&unknown), Some(Cell { rat: Some("lte".into()), ..Cell::default() }));
+        assert_eq!((parse_mmcli_modem(r#"{"modem":{}}"#), parse_mmcli_sim(MMCLI_MODEM)), (None, None));
+    }
+
+    #[test]
+    fn gpsd_fix_only_from_a_tpv_in_mode_2_or_3() {
+        let fixes: Vec<_> = GPSD_WATCH.lines().filter_map(parse_gpsd_tpv).collect();
+        assert_eq!(fixes, [Loc { lat: 41.8781006, lon: -87.6298002, acc_m: Some(10.12) }]);
+        let no_eph = r#"{"class":"TPV","mode":2,"lat":-33.9,"lon":18.4,"epx":3.0,"epy":4.0}"#;
+        assert_eq!(parse_gpsd_tpv(no_eph), Some(Loc { lat: -33.9, lon: 18.4, acc_m: Some(5.0) }));
+        for line in
+            [r#"{"class":"TPV","mode":1,"lat":1.0,"lon":2.0}"#, r#"{"class":"TPV","mode":3,"lat":91.0,"lon":0}"#]
+        {
+            assert_eq!(parse_gpsd_tpv(line), None, "{line}");
+        }
+    }
+
+    #[test]
+    fn failed_logins_in_an_auth_log() {
+        // Invalid user, 2 PAM authentication failures, 2 failed passwords, 1 FAILED LOGIN.
+        assert_eq!(count_failed_logins(AUTH_LOG), 6);
+        assert_eq!(
+            count_failed_logins(
+                "Connection closed by invalid user admin 203.0.113.45
+"
+            ),
+            0
+        );
+    }
+
+    #[test]
+    fn the_auth_log_reader_counts_new_lines_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("auth.log");
+        let facts = StaticFacts { auth_log: Some(log.clone()), ..StaticFacts::default() };
+        let mut collector = Collector::new(dir.path());
+        let failed = |c: &mut Collector| c.collect(&facts, 1, "ts".into()).auth.and_then(|a| a.failed_logins);
+        fs::write(&log, AUTH_LOG).unwrap();
+        assert_eq!(failed(&mut collector), Some(0)); // what was there before the agent is not new
+        let fail = "Nov 22 10:10:00 gw sshd[9]: Failed password for root from 203.0.113.45 port 1 ssh2
+";
+        fs::write(&log, format!("{AUTH_LOG}{fail}{fail}{}", &fail[..30])).unwrap();
+        assert_eq!(failed(&mut collector), Some(2)); // the unfinished line waits
+        fs::write(&log, format!("{AUTH_LOG}{fail}{fail}{fail}")).unwrap();
+        assert_eq!((failed(&mut collector), failed(&mut collector)), (Some(1), Some(0)));
+        fs::write(&log, fail).unwrap(); // rotated: shorter than what was read
+        assert_eq!(failed(&mut collector), Some(1));
+        fs::remove_file(&log).unwrap();
+        assert_eq!(failed(&mut collector), None);
+        fs::write(&log, AUTH_LOG).unwrap();
+        assert_eq!(failed(&mut collector), Some(6));
+    }
+
+    #[test]
+    fn location_from_gpsd_else_from_config() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let gpsd = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut watch = [0; 64];
+            let n = conn.read(&mut watch).unwrap();
+            assert!(watch[..n].starts_with(b"?WATCH={"));
+            let lines: Vec<&str> = GPSD_WATCH.lines().collect();
+            conn.write_all(format!("{}\n{}\n", lines[0], lines[5]).as_bytes()).unwrap();
+        });
+        let config = Loc { lat: 1.0, lon: 2.0, acc_m: None };
+        let mut facts = StaticFacts { gpsd: Some(addr.clone()), loc: Some(config.clone()), ..StaticFacts::default() };
+        let loc = Collector::default().collect(&facts, 1, "ts".into()).loc.unwrap();
+        assert_eq!((loc.lat, loc.acc_m), (41.8781006, Some(10.12)));
+        gpsd.join().unwrap();
+        // gpsd gone: the configured location.
+        assert_eq!(Collector::default().collect(&facts, 2, "ts".into()).loc, Some(config.clone()));
+        facts.gpsd = Some("localhost:notaport".into());
+        assert_eq!(Collector::default().collect(&facts, 3, "ts".into()).loc, Some(config));
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn cell_from_mmcli_else_from_config() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        put(dir.path(), "modem.json", MMCLI_MODEM);
+        put(dir.path(), "sim.json", MMCLI_SIM);
+        let d = dir.path().display();
+        let script = format!("#!/bin/sh\ncase \"$1\" in -m) cat '{d}/modem.json';; -i) cat '{d}/sim.json';; esac\n");
+        put(dir.path(), "mmcli", script);
+        fs::set_permissions(dir.path().join("mmcli"), fs::Permissions::from_mode(0o755)).unwrap();
+        let config = Cell { rat: Some("lte-m".into()), mcc: Some("001".into()), ..Cell::default() };
+        let mut facts =
+            StaticFacts { mmcli: Some(dir.path().join("mmcli")), cell: Some(config.clone()), ..StaticFacts::default() };
+        let cell = Collector::new(dir.path()).collect(&facts, 1, "ts".into()).cell.unwrap();
+        let measured =
+            Cell { iccid: parse_mmcli_sim(MMCLI_SIM).unwrap().iccid, ..parse_mmcli_modem(MMCLI_MODEM).unwrap() };
+        assert_eq!(cell, Cell { imsi: Some("310410118510720".into()), ..measured });
+        // No mmcli, or one that fails: the configured identity.
+        for program in ["/nonexistent/mmcli", "false"] {
+            facts.mmcli = Some(program.into());
+            assert_eq!(Collector::new(dir.path()).collect(&facts, 1, "ts".into()).cell, Some(config.clone()));
         }
     }
 
@@ -458,7 +778,7 @@ mod tests {
             secure_boot: Some(false),
             debug_enabled: Some(false),
             cell: Some(Cell { rat: Some("lte-m".into()), ..Cell::default() }),
-            loc: None,
+            ..StaticFacts::default()
         };
         let mut collector = Collector::new(root);
         assert_eq!(collector.collect(&facts, 1, "2026-11-22T10:00:00Z".into()).sys.unwrap().cpu_pct, None);

@@ -87,6 +87,12 @@ pub struct Facts {
     pub debug_enabled: Option<bool>,
     pub cell: Option<palisade_proto::telemetry::Cell>,
     pub location: Option<palisade_proto::telemetry::Loc>,
+    /// `"mmcli"`: the cellular identity is asked of ModemManager (`cell` fills what it cannot tell).
+    pub modem: Option<String>,
+    /// gpsd's `host:port` (e.g. `127.0.0.1:2947`): the location is its fix (else `location`).
+    pub gpsd: Option<String>,
+    /// The auth log (e.g. `/var/log/auth.log`) whose new failed logins each report counts.
+    pub auth_log: Option<PathBuf>,
 }
 
 /// Hooks run for commands (program and arguments, no shell).
@@ -158,6 +164,14 @@ impl AgentConfig {
         if config.telemetry.spool_max_bytes < 1024 * 1024 {
             return Err(invalid("telemetry.spool_max_bytes", "must be at least 1 MiB"));
         }
+        if config.facts.modem.as_ref().is_some_and(|m| m != "mmcli") {
+            return Err(invalid("facts.modem", "must be \"mmcli\" (ModemManager)"));
+        }
+        let host_port =
+            |a: &str| a.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+        if config.facts.gpsd.as_deref().is_some_and(|a| !host_port(a)) {
+            return Err(invalid("facts.gpsd", "must be host:port, e.g. 127.0.0.1:2947"));
+        }
         Ok(config)
     }
 }
@@ -201,6 +215,10 @@ reboot = ["/sbin/reboot"]
         assert_eq!(c.facts.location.unwrap().lat, 41.8781);
         assert_eq!(c.commands.reboot, ["/sbin/reboot"]);
         assert!(c.commands.quarantine_mode.is_empty());
+        let facts = "secure_boot = true\nmodem = \"mmcli\"\ngpsd = \"[::1]:2947\"\nauth_log = \"/var/log/auth.log\"";
+        let c = parse(&GOOD.replace("secure_boot = true", facts)).unwrap();
+        assert_eq!((c.facts.modem.as_deref(), c.facts.gpsd.as_deref()), (Some("mmcli"), Some("[::1]:2947")));
+        assert_eq!(c.facts.auth_log.as_deref(), Some(Path::new("/var/log/auth.log")));
     }
 
     #[test]
@@ -215,6 +233,9 @@ reboot = ["/sbin/reboot"]
             (GOOD.replace("token_file = \"/etc/palisade/token\"", ""), "identity.token_file"),
             (GOOD.replace("token_file = \"/etc/palisade/token\"", "factory_cert = \"/f.pem\""), "identity.factory_key"),
             (GOOD.replace("[server]\n", ""), "server"),
+            (GOOD.replace("secure_boot = true", "modem = \"qmicli\""), "facts.modem"),
+            (GOOD.replace("secure_boot = true", "gpsd = \"127.0.0.1\""), "facts.gpsd"),
+            (GOOD.replace("secure_boot = true", "gpsd = \":2947\""), "facts.gpsd"),
         ] {
             let e = parse(&edit).unwrap_err().to_string();
             assert!(e.starts_with("agent.toml: "), "{e}");

@@ -355,7 +355,8 @@ pub async fn run(config: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Re
     }
     let mut spool = Spool::open(&files.spool, config.telemetry.spool_max_bytes)?;
     let mut seq: i64 = std::fs::read_to_string(&files.seq).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
-    let mut collector = Collector::new("/");
+    // Collecting may wait on gpsd or mmcli for seconds: it runs on the blocking pool.
+    let collector = Arc::new(std::sync::Mutex::new(Collector::new("/")));
     let facts = StaticFacts {
         firmware_version: config.facts.firmware_version.clone(),
         firmware_image: config.facts.firmware_image.clone(),
@@ -363,6 +364,9 @@ pub async fn run(config: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Re
         debug_enabled: config.facts.debug_enabled,
         cell: config.facts.cell.clone(),
         loc: config.facts.location.clone(),
+        mmcli: config.facts.modem.as_ref().map(|_| "mmcli".into()),
+        gpsd: config.facts.gpsd.clone(),
+        auth_log: config.facts.auth_log.clone(),
     };
     let mut ticker = tokio::time::interval(Duration::from_secs(config.telemetry.interval_secs));
     let mut backoff = Backoff::default();
@@ -384,7 +388,12 @@ pub async fn run(config: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Re
                 _ = shutdown.changed() => return Ok(Exit::Stopped),
                 _ = ticker.tick() => {
                     seq += 1;
-                    let report = collector.collect(&facts, seq, now_rfc3339());
+                    let (c, f, ts) = (collector.clone(), facts.clone(), now_rfc3339());
+                    let collected = tokio::task::spawn_blocking(move || {
+                        let mut c = c.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        c.collect(&f, seq, ts)
+                    });
+                    let report = collected.await.map_err(|e| AgentError::Tls(format!("collector: {e}")))?;
                     let payload = serde_json::to_vec(&report).map_err(|e| AgentError::Tls(e.to_string()))?;
                     spool.push(&payload)?;
                     write_private(&files.seq, seq.to_string().as_bytes())?;
