@@ -27,7 +27,8 @@ HZ=$(getconf CLK_TCK)
 PALISADE_API_KEY=$KEY /usr/bin/time -v -o "$W/sim.time" "$BIN" sim --server "https://localhost:$API" \
   --ca "$W/data/pki/root-ca.pem" --devices "$N" --duration "${SECS}s" --interval "$INTERVAL" --ramp 1000 \
   --report "$W/report.json" > "$W/sim.out" 2> "$W/sim.err" &
-SIM=$!
+TIMER=$!
+for _ in $(seq 1 100); do SIM=$(pgrep -P "$TIMER" || true); [ -n "$SIM" ] && break; sleep 0.1; done
 # The fleet is enrolled and connected once the server holds N sessions; then measure a window.
 until grep -q "palisade_mqtt_sessions $N\b" <(curl -sS --cacert "$W/data/pki/root-ca.pem" "https://localhost:$API/metrics" 2>/dev/null) \
   || ! kill -0 "$SIM" 2>/dev/null; do sleep 1; done
@@ -36,10 +37,10 @@ sleep 20
 c1=$(cpu "$PID"); s1=$(cpu "$SIM"); t1=$(date +%s.%N)
 server_rss=$(awk '/VmRSS/ {print $2}' "/proc/$PID/status")
 sim_rss=$(awk '/VmRSS/ {print $2}' "/proc/$SIM/status")
-wait "$SIM" || { cat "$W/sim.err"; exit 1; }
+wait "$TIMER" || { cat "$W/sim.err"; exit 1; }
 cat "$W/sim.out"
 awk -v c0="$c0" -v c1="$c1" -v s0="$s0" -v s1="$s1" -v t0="$t0" -v t1="$t1" -v hz="$HZ" \
   -v srss="$server_rss" -v mrss="$sim_rss" -v n="$N" 'BEGIN {
-  printf "connected window: server cpu=%.0f%% rss=%.0f MiB | simulator cpu=%.0f%% rss=%.0f MiB (%d devices)\n",
+  printf "connected window: server cpu=%.1f%% rss=%.0f MiB | simulator cpu=%.1f%% rss=%.0f MiB (%d devices)\n",
     100 * (c1 - c0) / hz / (t1 - t0), srss / 1024, 100 * (s1 - s0) / hz / (t1 - t0), mrss / 1024, n }'
 grep -E "Maximum resident|Elapsed" "$W/sim.time"
