@@ -210,6 +210,9 @@ async fn device(
         return stats;
     };
     let mut queued: VecDeque<Instant> = VecDeque::new();
+    // Reports are made only while connected: one queued on a connection attempt that fails
+    // would be lost without a trace.
+    let mut connected = false;
     let mut sent: HashMap<u16, Instant> = HashMap::new();
     let mut ticker = tokio::time::interval(opts.interval);
     loop {
@@ -221,6 +224,7 @@ async fn device(
                     match action {
                         Action::Reconnect => {
                             let _ = client_.disconnect().await;
+                            connected = false;
                             match client(&opts, &identity, &host, port) {
                                 Ok((c, e)) => (client_, events) = (c, e),
                                 Err(_) => stats.errors += 1,
@@ -235,6 +239,7 @@ async fn device(
                     }
                 }
                 if let Some(report) = tick.report
+                    && connected
                     && let Ok(payload) = serde_json::to_vec(&report)
                     && client_.try_publish(&topic, qos, false, payload).is_ok()
                 {
@@ -245,7 +250,12 @@ async fn device(
                 }
             }
             event = events.poll() => match event {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => stats.handshakes += 1,
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    stats.handshakes += 1;
+                    connected = true;
+                    // Report at once on (re)connecting, then every interval.
+                    ticker.reset_immediately();
+                }
                 Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                     if let Some(t) = queued.pop_front() {
                         sent.insert(pkid, t);
@@ -259,6 +269,7 @@ async fn device(
                 Ok(_) => {}
                 Err(_) => {
                     stats.errors += 1;
+                    connected = false;
                     queued.clear();
                     sent.clear();
                     // rumqttc reconnects on the next poll; do not spin while the server is away.
