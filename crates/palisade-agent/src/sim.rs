@@ -36,6 +36,10 @@ pub struct SimOptions {
     pub qos: u8,
     /// Connections opened per second at the start (`None`: all at once).
     pub ramp: Option<f64>,
+    /// Another MQTT broker to report to (`mqtts://host:port`) and the CA of its server
+    /// certificate: the same fleet and load against, say, Mosquitto, side by side. Devices are
+    /// still registered and enrolled through Palisade.
+    pub broker: Option<(String, Vec<u8>)>,
     pub scenario: Scenario,
     pub group: String,
     pub seed: u64,
@@ -178,9 +182,14 @@ struct DeviceStats {
     errors: u64,
 }
 
+/// The CA that signs the MQTT broker's certificate: Palisade's root, or the other broker's.
+fn broker_ca(opts: &SimOptions) -> &[u8] {
+    opts.broker.as_ref().map_or(&opts.ca_pem, |(_, ca)| ca)
+}
+
 fn client(opts: &SimOptions, identity: &Identity, host: &str, port: u16) -> Result<(AsyncClient, EventLoop), SimError> {
     let mut o = MqttOptions::new(identity.id.clone(), host, port);
-    o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls(&opts.ca_pem, Some(identity))?)));
+    o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls(broker_ca(opts), Some(identity))?)));
     o.set_keep_alive(Duration::from_secs(30));
     o.set_clean_session(true);
     Ok(AsyncClient::new(o, 16))
@@ -292,7 +301,7 @@ async fn clone_connect(opts: Arc<SimOptions>, identity: Arc<Identity>, host: Str
         let _ = socket.bind(std::net::SocketAddr::from(([127, 0, 0, 2], 0)));
     }
     let Ok(tcp) = socket.connect(addr).await else { return };
-    let (Ok(tls), Ok(name)) = (tls(&opts.ca_pem, Some(&identity)), ServerName::try_from(host)) else { return };
+    let (Ok(tls), Ok(name)) = (tls(broker_ca(&opts), Some(&identity)), ServerName::try_from(host)) else { return };
     let Ok(mut stream) = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await else { return };
     let id = identity.id.as_bytes();
     let mut connect = vec![0x10, 0, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60];
@@ -331,6 +340,7 @@ pub async fn run(opts: SimOptions) -> Result<SimReport, SimError> {
         .get("mqtt")
         .and_then(serde_json::Value::as_str)
         .ok_or_else(|| SimError::Setup("no MQTT endpoint".into()))?;
+    let mqtt = opts.broker.as_ref().map_or(mqtt, |(url, _)| url.as_str());
     let (host, port) = http::host_port(mqtt, 8883).ok_or_else(|| SimError::Setup(format!("{mqtt}: not a URL")))?;
 
     let started = Instant::now();

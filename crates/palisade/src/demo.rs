@@ -86,6 +86,7 @@ pub async fn run(config: Config, simulated: usize) -> anyhow::Result<ExitCode> {
             interval: std::time::Duration::from_secs(10),
             qos: 1,
             ramp: Some(100.0),
+            broker: None,
             scenario,
             group: "sim".into(),
             seed: 1,

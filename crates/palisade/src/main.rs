@@ -81,6 +81,13 @@ struct SimArgs {
     /// Connections opened per second at the start (default: all at once).
     #[arg(long)]
     ramp: Option<f64>,
+    /// Report to another MQTT broker instead (`mqtts://host:port`), e.g. Mosquitto for a side
+    /// by side run; devices are still enrolled through Palisade.
+    #[arg(long, requires = "broker_ca")]
+    broker: Option<String>,
+    /// The CA of that broker's server certificate (PEM).
+    #[arg(long)]
+    broker_ca: Option<PathBuf>,
     /// Attacks to act out (TOML; see examples/scenarios/attacks.toml).
     #[arg(long)]
     scenario: Option<PathBuf>,
@@ -321,6 +328,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
                 qos: args.qos,
                 ramp: args.ramp,
+                broker: match (args.broker, args.broker_ca) {
+                    (Some(url), Some(ca)) => {
+                        Some((url, std::fs::read(&ca).with_context(|| format!("{}", ca.display()))?))
+                    }
+                    _ => None,
+                },
                 scenario,
                 group: args.group,
                 seed: args.seed,

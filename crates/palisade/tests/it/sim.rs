@@ -97,3 +97,110 @@ async fn the_simulator_generates_load_at_a_rate_with_qos_0_and_a_ramp() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--qos"), "{}", String::from_utf8_lossy(&bad.stderr));
 }
+
+/// The same simulated fleet against another broker (Mosquitto, TLS 1.3, client certificates
+/// required and checked against Palisade's device CA): devices enrolled through Palisade, their
+/// reports acknowledged by Mosquitto.
+#[tokio::test]
+async fn the_simulator_reports_to_another_broker() {
+    use crate::identity::{Est, openssl};
+    let s = Server::start().await;
+    let admin = s.api_key("admin");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let est = Est { s: &s, dir: dir.to_owned() };
+    let (code, _) = est.curl("cacerts", &[], "cacerts.b64");
+    assert_eq!(code, 200);
+    est.certs_pem("cacerts.b64", "device-chain.pem");
+    crate::identity::self_signed(dir, "mqca", "/CN=broker CA", &["basicConstraints=critical,CA:TRUE"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "mq.key",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-out",
+            "mq.csr",
+        ],
+    );
+    std::fs::write(dir.join("mq.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "mq.csr",
+            "-CA",
+            "mqca.pem",
+            "-CAkey",
+            "mqca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "mq.ext",
+            "-out",
+            "mq.pem",
+        ],
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let d = dir.display();
+    // Mosquitto started as root drops to its own user, which cannot read a private temp dir.
+    let user = String::from_utf8(std::process::Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
+    std::fs::write(
+        dir.join("mosquitto.conf"),
+        format!(
+            "per_listener_settings true\nuser {}\nlistener {port} 127.0.0.1\ncafile {d}/device-chain.pem\ncertfile {d}/mq.pem\n\
+             keyfile {d}/mq.key\nrequire_certificate true\nuse_identity_as_username true\ntls_version tlsv1.3\n\
+             allow_anonymous true\npersistence false\n",
+            user.trim()
+        ),
+    )
+    .unwrap();
+    let _mosquitto = tokio::process::Command::new("mosquitto")
+        .arg("-c")
+        .arg(dir.join("mosquitto.conf"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("mosquitto (Debian package `mosquitto`) is needed for this test");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let report = dir.join("report.json");
+    let out = tokio::process::Command::new(BIN)
+        .args(["sim", "--server", &format!("https://localhost:{}", s.addr.port()), "--ca"])
+        .arg(s.dir.join("pki/root-ca.pem"))
+        .args(["--devices", "2", "--duration", "3s", "--interval", "1s", "--broker"])
+        .arg(format!("mqtts://127.0.0.1:{port}"))
+        .arg("--broker-ca")
+        .arg(dir.join("mqca.pem"))
+        .arg("--report")
+        .arg(&report)
+        .env("PALISADE_API_KEY", &admin)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["load"]["handshakes"], 2, "{r}");
+    assert!(r["load"]["acked"].as_u64().unwrap() >= 4, "{r}");
+    // The reports went to Mosquitto, not to Palisade.
+    let id = r["devices"][0].as_str().unwrap();
+    let t = s.client.get(&format!("/api/v1/devices/{id}/telemetry/latest"), &admin).await;
+    assert_eq!(t.status, hyper::StatusCode::NOT_FOUND, "{}", t.text());
+}
