@@ -463,9 +463,18 @@ async fn telemetry_rates_series_and_connection_history() {
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
 
     // Connection history: every publish above was one session, with its TLS facts and duration.
-    let h = s.client.get(&format!("/api/v1/devices/{id}/connections?limit=1000"), &admin).await;
-    assert_eq!(h.status, StatusCode::OK, "{}", h.text());
-    let h = h.json();
+    // (A disconnect is recorded after the client has gone: poll until the last one is in, ≤ 3 s.)
+    let history = format!("/api/v1/devices/{id}/connections?limit=1000");
+    let mut h = serde_json::Value::Null;
+    for _ in 0..150 {
+        let r = s.client.get(&history, &admin).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        h = r.json();
+        if h.as_array().unwrap().iter().filter(|e| e["event"] == "disconnected").count() >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let events = h.as_array().unwrap();
     let connected: Vec<_> = events.iter().filter(|e| e["event"] == "connected").collect();
     assert_eq!(connected.len(), 5, "{events:?}");
@@ -485,11 +494,20 @@ async fn telemetry_rates_series_and_connection_history() {
     assert!(!publish(&s, dir, "stranger.pem", "stranger.key", &id, &topic, r#"{"v":1}"#));
     let url = format!("sqlite://{}", s.dir.join("palisade.db").display());
     let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
-    let refused: Vec<(String, Option<String>)> =
-        sqlx::query_as("SELECT source_ip, detail FROM device_connections WHERE device_id = '-' AND event = 'refused'")
-            .fetch_all(&mut db)
-            .await
-            .unwrap();
+    // The server records it after the client has given up: poll for it (up to 3 s).
+    let mut refused: Vec<(String, Option<String>)> = Vec::new();
+    for _ in 0..150 {
+        refused = sqlx::query_as(
+            "SELECT source_ip, detail FROM device_connections WHERE device_id = '-' AND event = 'refused'",
+        )
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+        if !refused.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert_eq!(refused[0].0, "127.0.0.1");
     assert!(refused[0].1.as_deref().unwrap().starts_with("TLS handshake"), "{refused:?}");
