@@ -259,8 +259,11 @@ pub fn renewal_due(not_before: i64, not_after: i64, now: i64) -> bool {
     now >= not_before + (not_after - not_before) / 3 * 2
 }
 
-/// (not before, not after) of the device's certificate, Unix seconds.
-fn validity(files: &Files) -> Result<(i64, i64), AgentError> {
+/// Reads something from the device's own certificate (the first in its file).
+fn from_certificate<T>(
+    files: &Files,
+    read: impl FnOnce(&x509_parser::certificate::X509Certificate<'_>) -> Result<T, AgentError>,
+) -> Result<T, AgentError> {
     let pem = std::fs::read(&files.cert).map_err(io(&files.cert))?;
     let der = CertificateDer::pem_slice_iter(&pem)
         .next()
@@ -268,7 +271,12 @@ fn validity(files: &Files) -> Result<(i64, i64), AgentError> {
         .map_err(|e| AgentError::Tls(format!("certificate: {e}")))?;
     let (_, cert) =
         x509_parser::parse_x509_certificate(&der).map_err(|e| AgentError::Tls(format!("certificate: {e}")))?;
-    Ok((cert.validity().not_before.timestamp(), cert.validity().not_after.timestamp()))
+    read(&cert)
+}
+
+/// (not before, not after) of the device's certificate, Unix seconds.
+fn validity(files: &Files) -> Result<(i64, i64), AgentError> {
+    from_certificate(files, |c| Ok((c.validity().not_before.timestamp(), c.validity().not_after.timestamp())))
 }
 
 fn pem_cert(der: &[u8]) -> String {
@@ -484,15 +492,10 @@ fn device_id(config: &AgentConfig, files: &Files) -> Result<String, AgentError> 
     if let Some(id) = &config.identity.device_id {
         return Ok(id.clone());
     }
-    let pem = std::fs::read(&files.cert).map_err(io(&files.cert))?;
-    let der = CertificateDer::pem_slice_iter(&pem)
-        .next()
-        .ok_or_else(|| AgentError::Tls("no certificate".into()))?
-        .map_err(|e| AgentError::Tls(format!("certificate: {e}")))?;
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(&der).map_err(|e| AgentError::Tls(format!("certificate: {e}")))?;
-    let cn = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok());
-    cn.map(str::to_owned).ok_or_else(|| AgentError::Tls("the certificate names no device".into()))
+    from_certificate(files, |cert| {
+        let cn = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok());
+        cn.map(str::to_owned).ok_or_else(|| AgentError::Tls("the certificate names no device".into()))
+    })
 }
 
 fn mqtt(config: &AgentConfig, files: &Files, device: &str) -> Result<(AsyncClient, EventLoop), AgentError> {
@@ -514,19 +517,7 @@ fn unix_now() -> i64 {
 
 pub(crate) fn now_rfc3339() -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let secs = i64::try_from(now.as_secs()).unwrap_or(0);
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    crate::fleet::rfc3339(i64::try_from(now.as_millis()).unwrap_or(0))
 }
 
 /// Reports in flight at most (sent, not yet acknowledged).

@@ -262,7 +262,7 @@ async fn an_unreachable_server_is_retried_with_backoff_not_a_tight_loop() {
 /// the device by serial, and the agent learns its id from the certificate it is issued.
 #[tokio::test]
 async fn agent_enrolls_with_a_factory_certificate() {
-    use crate::identity::{openssl, self_signed};
+    use crate::identity::self_signed;
     let s = Server::start().await;
     let admin = s.api_key("admin");
     let tmp = tempfile::tempdir().unwrap();
@@ -274,44 +274,7 @@ async fn agent_enrolls_with_a_factory_certificate() {
         &["basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign"],
     );
     std::fs::write(dir.join("ext.cnf"), "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n").unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "factory.key",
-            "-subj",
-            "/CN=meter/serialNumber=FAC-A1",
-            "-out",
-            "factory.csr",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "factory.csr",
-            "-CA",
-            "factory-ca.pem",
-            "-CAkey",
-            "factory-ca.key",
-            "-CAcreateserial",
-            "-days",
-            "30",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            "factory.pem",
-        ],
-    );
+    crate::identity::issue_with_openssl(dir, "factory-ca", "factory", "/CN=meter/serialNumber=FAC-A1", "ext.cnf");
     let ca_pem = std::fs::read_to_string(dir.join("factory-ca.pem")).unwrap();
     let r = s
         .client

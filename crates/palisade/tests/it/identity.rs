@@ -32,6 +32,17 @@ pub(crate) fn self_signed(dir: &Path, name: &str, subject: &str, extensions: &[&
     openssl(dir, &args);
 }
 
+/// A fresh P-256 key `<name>.key` and a certificate `<name>.pem` for `subject`, issued by the CA
+/// `<ca>.pem`/`<ca>.key` with the extensions in the file `ext`.
+pub(crate) fn issue_with_openssl(dir: &Path, ca: &str, name: &str, subject: &str, ext: &str) {
+    let (key, csr, pem) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"));
+    let new = ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(dir, &[&new[..], &["-keyout", &key, "-subj", subject, "-out", &csr]].concat());
+    let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+    let sign = ["x509", "-req", "-in", &csr, "-CA", &ca_pem, "-CAkey", &ca_key, "-CAcreateserial", "-days", "30"];
+    openssl(dir, &[&sign[..], &["-extfile", ext, "-out", &pem]].concat());
+}
+
 /// A fresh P-256 key and a base64 DER CSR for it: `(key file, csr file)`.
 pub(crate) fn p256_csr(dir: &Path, name: &str) -> (String, String) {
     let key = format!("{name}.key");
@@ -267,44 +278,7 @@ async fn zero_touch_enrollment_with_a_factory_certificate() {
         );
     };
     let factory_cert = |ca: &str, name: &str, serial: &str| {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-subj",
-                &format!("/CN=meter/serialNumber={serial}"),
-                "-out",
-                &format!("{name}.csr"),
-            ],
-        );
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                &format!("{ca}.pem"),
-                "-CAkey",
-                &format!("{ca}.key"),
-                "-CAcreateserial",
-                "-days",
-                "30",
-                "-extfile",
-                "ext.cnf",
-                "-out",
-                &format!("{name}.pem"),
-            ],
-        );
+        issue_with_openssl(dir, ca, name, &format!("/CN=meter/serialNumber={serial}"), "ext.cnf");
     };
     factory_ca("acme-factory-ca");
     factory_ca("rogue-ca");

@@ -103,7 +103,7 @@ async fn the_simulator_generates_load_at_a_rate_with_qos_0_and_a_ramp() {
 /// reports acknowledged by Mosquitto.
 #[tokio::test]
 async fn the_simulator_reports_to_another_broker() {
-    use crate::identity::{Est, openssl};
+    use crate::identity::Est;
     let s = Server::start().await;
     let admin = s.api_key("admin");
     let tmp = tempfile::tempdir().unwrap();
@@ -113,45 +113,8 @@ async fn the_simulator_reports_to_another_broker() {
     assert_eq!(code, 200);
     est.certs_pem("cacerts.b64", "device-chain.pem");
     crate::identity::self_signed(dir, "mqca", "/CN=broker CA", &["basicConstraints=critical,CA:TRUE"]);
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "mq.key",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-out",
-            "mq.csr",
-        ],
-    );
     std::fs::write(dir.join("mq.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "mq.csr",
-            "-CA",
-            "mqca.pem",
-            "-CAkey",
-            "mqca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            "mq.ext",
-            "-out",
-            "mq.pem",
-        ],
-    );
+    crate::identity::issue_with_openssl(dir, "mqca", "mq", "/CN=127.0.0.1", "mq.ext");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let d = dir.display();
     // Mosquitto started as root drops to its own user, which cannot read a private temp dir.
