@@ -2,7 +2,7 @@
 # Resident memory per idle mTLS MQTT connection, Palisade and Mosquitto side by side: N devices
 # enrolled over EST (each its own key), then one idle MQTT 3.1.1 session per device over TLS 1.3
 # with its client certificate, held open while the broker's RSS is read.
-# Usage: scripts/bench-idle.sh [N]   (needs openssl, curl, mosquitto; N ≤ ~9,000 under ulimit -n 20000)
+# Usage: scripts/bench-idle.sh [N]   (needs openssl, curl, mosquitto; each side holds N descriptors)
 set -euo pipefail
 N=${1:-10000}
 cd "$(dirname "$0")/.."
@@ -33,30 +33,7 @@ curl -sS --cacert "$CA" "https://127.0.0.1:$EST/.well-known/est/cacerts" | opens
   | openssl pkcs7 -inform DER -print_certs | sed -n '/BEGIN/,/END/p' > "$W/device-chain.pem"
 kill "$PID"; wait "$PID" 2>/dev/null || true
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj "/CN=bench broker CA" \
-  -keyout "$W/mqca.key" -out "$W/mqca.pem" 2>/dev/null
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=127.0.0.1 \
-  -keyout "$W/mq.key" -out "$W/mq.csr" 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$W/mq.ext"
-openssl x509 -req -in "$W/mq.csr" -CA "$W/mqca.pem" -CAkey "$W/mqca.key" -CAcreateserial -days 1 \
-  -extfile "$W/mq.ext" -out "$W/mq.pem" 2>/dev/null
-MQ_PORT=$((20000 + RANDOM % 20000))
-cat > "$W/mosquitto.conf" <<CONF
-per_listener_settings true
-user $(id -un)
-listener $MQ_PORT 127.0.0.1
-cafile $W/device-chain.pem
-certfile $W/mq.pem
-keyfile $W/mq.key
-require_certificate true
-use_identity_as_username true
-tls_version tlsv1.3
-allow_anonymous true
-persistence false
-max_connections -1
-CONF
-mosquitto -c "$W/mosquitto.conf" > "$W/mosquitto.log" 2>&1 &
-MPID=$!
-for _ in $(seq 1 50); do (echo > /dev/tcp/127.0.0.1/$MQ_PORT) 2>/dev/null && break; sleep 0.1; done
+. scripts/mosquitto-tls.sh
+start_mosquitto "$W" "max_connections -1"
 echo "Mosquitto $(mosquitto -h 2>/dev/null | head -1 | awk '{print $3}'):"
 "$FLEET" idle 127.0.0.1 "$MQ_PORT" "$W/mqca.pem" "$W/devices" "$MPID" | tee "$W/mosquitto.txt"

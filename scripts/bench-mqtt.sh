@@ -33,32 +33,9 @@ echo "Palisade (QoS 1, PUBACK after the durable commit):"
 "$LOAD" 127.0.0.1 "$MQTT" "$CA" "$W/devices" "$SECS" | tee "$W/palisade.txt"
 
 # Mosquitto: its own server certificate, Palisade's device chain for client certificates.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj "/CN=bench broker CA" \
-  -keyout "$W/mqca.key" -out "$W/mqca.pem" 2>/dev/null
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=127.0.0.1 \
-  -keyout "$W/mq.key" -out "$W/mq.csr" 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$W/mq.ext"
-openssl x509 -req -in "$W/mq.csr" -CA "$W/mqca.pem" -CAkey "$W/mqca.key" -CAcreateserial -days 1 \
-  -extfile "$W/mq.ext" -out "$W/mq.pem" 2>/dev/null
+. scripts/mosquitto-tls.sh
+start_mosquitto "$W" "max_inflight_messages 32"
 cat "$CA" "$W/mqca.pem" > "$W/both-ca.pem"
-MQ_PORT=$((20000 + RANDOM % 20000))
-cat > "$W/mosquitto.conf" <<CONF
-per_listener_settings true
-# The benchmark runs from a private temporary directory: keep the user that can read it.
-user $(id -un)
-listener $MQ_PORT 127.0.0.1
-cafile $W/device-chain.pem
-certfile $W/mq.pem
-keyfile $W/mq.key
-require_certificate true
-use_identity_as_username true
-tls_version tlsv1.3
-allow_anonymous true
-persistence false
-max_inflight_messages 32
-CONF
-mosquitto -c "$W/mosquitto.conf" > "$W/mosquitto.log" 2>&1 &
-sleep 1
 echo "Mosquitto $(mosquitto -h 2>/dev/null | head -1 | awk '{print $3}') (QoS 1, TLS 1.3, require_certificate, persistence off):"
 "$LOAD" 127.0.0.1 "$MQ_PORT" "$W/both-ca.pem" "$W/devices" "$SECS" | tee "$W/mosquitto.txt"
 grep -qv 'acked=0 ' "$W/mosquitto.txt" || { echo "Mosquitto failed:"; tail -5 "$W/mosquitto.log"; }
