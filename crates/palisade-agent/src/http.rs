@@ -7,6 +7,27 @@ use std::sync::Arc;
 use http_body_util::BodyExt as _;
 use rustls::pki_types::ServerName;
 
+/// A TLS 1.3 client configuration trusting only the certificates in `ca_pem`, authenticating
+/// with `identity` (chain, key) when given. The error says what was wrong.
+pub fn client_config(
+    ca_pem: &[u8],
+    identity: Option<(Vec<rustls::pki_types::CertificateDer<'static>>, rustls::pki_types::PrivateKeyDer<'static>)>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(c.map_err(|e| format!("CA: {e}"))?).map_err(|e| format!("CA: {e}"))?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    Ok(Arc::new(match identity {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key).map_err(|e| e.to_string())?,
+        None => builder.with_no_client_auth(),
+    }))
+}
+
 /// `scheme://host:port/…` → (host, port); `default_port` when the URL names none.
 pub fn host_port(url: &str, default_port: u16) -> Option<(String, u16)> {
     let rest = url.split_once("://")?.1.split('/').next()?;

@@ -137,29 +137,14 @@ impl Files {
     }
 }
 
-fn roots(config: &AgentConfig) -> Result<rustls::RootCertStore, AgentError> {
-    let pem = std::fs::read(&config.server.root_ca).map_err(io(&config.server.root_ca))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(&pem) {
-        roots
-            .add(c.map_err(|e| AgentError::Tls(format!("root CA: {e}")))?)
-            .map_err(|e| AgentError::Tls(e.to_string()))?;
-    }
-    Ok(roots)
-}
-
+/// TLS to Palisade: its root (`server.root_ca`) is the only trust anchor.
 fn tls_client(
     config: &AgentConfig,
     identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 ) -> Result<Arc<rustls::ClientConfig>, AgentError> {
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| AgentError::Tls(e.to_string()))?
-        .with_root_certificates(roots(config)?);
-    Ok(Arc::new(match identity {
-        Some((chain, key)) => builder.with_client_auth_cert(chain, key).map_err(|e| AgentError::Tls(e.to_string()))?,
-        None => builder.with_no_client_auth(),
-    }))
+    let pem = std::fs::read(&config.server.root_ca).map_err(io(&config.server.root_ca))?;
+    crate::http::client_config(&pem, identity)
+        .map_err(|e| AgentError::Tls(format!("{}: {e}", config.server.root_ca.display())))
 }
 
 /// Enrolls with the one-time token (HTTP Basic: device id and token) or the factory
@@ -381,7 +366,7 @@ pub async fn run(config: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Re
     loop {
         // Renew before expiry (and before connecting, so an expired certificate is not tried).
         let (not_before, not_after) = validity(&files)?;
-        if renewal_due(not_before, not_after, unix_now()) {
+        if renewal_due(not_before, not_after, now_ms() / 1000) {
             match reenroll(&config, &files, false).await {
                 Ok(()) => tracing::info!("certificate renewed"),
                 Err(e) => tracing::warn!(error = %e, "renewal failed; retrying later"),
@@ -403,8 +388,18 @@ pub async fn run(config: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Re
                     });
                     let report = collected.await.map_err(|e| AgentError::Tls(format!("collector: {e}")))?;
                     let payload = serde_json::to_vec(&report).map_err(|e| AgentError::Tls(e.to_string()))?;
-                    spool.push(&payload)?;
+                    // The sequence number is kept first: a crash here leaves a gap the server can
+                    // see, never two reports with one number.
                     write_private(&files.seq, seq.to_string().as_bytes())?;
+                    // A report that cannot be kept (disk full, too large) is lost, loudly; the
+                    // agent keeps reporting.
+                    let dropped_before = spool.dropped();
+                    if let Err(e) = spool.push(&payload) {
+                        tracing::error!(error = %e, seq, "cannot keep a report; it is lost");
+                    }
+                    if spool.dropped() > dropped_before {
+                        tracing::warn!(dropped = spool.dropped(), "offline buffer full: oldest reports dropped");
+                    }
                     session.send_spooled(&mut spool).await?;
                 }
                 event = events.poll() => match event {
@@ -416,8 +411,7 @@ pub async fn run(config: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Re
                             wipe(&files)?;
                             return Ok(Exit::Wiped);
                         }
-                        if session.rotate {
-                            session.rotate = false;
+                        if session.rotation.is_some() {
                             let outcome = reenroll(&config, &files, true).await;
                             if let Err(e) = &outcome {
                                 tracing::warn!(error = %e, "credential rotation failed");
@@ -510,14 +504,14 @@ fn mqtt(config: &AgentConfig, files: &Files, device: &str) -> Result<(AsyncClien
     Ok(AsyncClient::new(opts, 64))
 }
 
-fn unix_now() -> i64 {
+/// The wall clock, Unix milliseconds.
+pub(crate) fn now_ms() -> i64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(now.as_secs()).unwrap_or(0)
+    i64::try_from(now.as_millis()).unwrap_or(0)
 }
 
 pub(crate) fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    crate::fleet::rfc3339(i64::try_from(now.as_millis()).unwrap_or(0))
+    crate::fleet::rfc3339(now_ms())
 }
 
 /// Reports in flight at most (sent, not yet acknowledged).
@@ -540,8 +534,7 @@ struct Session {
     /// A wipe was ordered: its result is on the way.
     wiping: bool,
     wiped: bool,
-    /// Credential rotation ordered (by the command with this id), run outside the handler.
-    rotate: bool,
+    /// Credential rotation ordered by the command with this id, run outside the handler.
     rotation: Option<String>,
     /// The rotation succeeded: once its result is acknowledged, reconnect with the new identity.
     rotated: bool,
@@ -562,7 +555,6 @@ impl Session {
             sent: HashMap::new(),
             wiping: false,
             wiped: false,
-            rotate: false,
             rotation: None,
             rotated: false,
             reconnect: false,
@@ -695,7 +687,6 @@ impl Session {
             "collect-diagnostics" => self.diagnostics(&c.id, config).await,
             "rotate-credentials" => {
                 // Answered once the new certificate is in hand (`finish_rotation`).
-                self.rotate = true;
                 self.rotation = Some(c.id);
                 return;
             }

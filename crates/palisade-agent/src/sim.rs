@@ -96,19 +96,7 @@ impl Identity {
 }
 
 fn tls(ca_pem: &[u8], identity: Option<&Identity>) -> Result<Arc<rustls::ClientConfig>, SimError> {
-    let setup = |e: String| SimError::Setup(e);
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(ca_pem) {
-        roots.add(c.map_err(|e| setup(format!("CA: {e}")))?).map_err(|e| setup(format!("CA: {e}")))?;
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| setup(e.to_string()))?
-        .with_root_certificates(roots);
-    Ok(Arc::new(match identity {
-        Some(i) => builder.with_client_auth_cert(i.chain.clone(), i.key()).map_err(|e| setup(e.to_string()))?,
-        None => builder.with_no_client_auth(),
-    }))
+    http::client_config(ca_pem, identity.map(|i| (i.chain.clone(), i.key()))).map_err(SimError::Setup)
 }
 
 async fn api(
@@ -195,11 +183,6 @@ fn client(opts: &SimOptions, identity: &Identity, host: &str, port: u16) -> Resu
     Ok(AsyncClient::new(o, 16))
 }
 
-fn now_ms() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(now.as_millis()).unwrap_or(0)
-}
-
 /// Runs one virtual device until `until`.
 async fn device(
     opts: Arc<SimOptions>,
@@ -228,7 +211,7 @@ async fn device(
         tokio::select! {
             () = tokio::time::sleep_until(until.into()) => break,
             _ = ticker.tick() => {
-                let tick = model.report(now_ms());
+                let tick = model.report(crate::run::now_ms());
                 for action in &tick.actions {
                     match action {
                         Action::Reconnect => {
@@ -368,7 +351,7 @@ pub async fn run(opts: SimOptions) -> Result<SimReport, SimError> {
     let identities: Vec<Arc<Identity>> = identities.into_iter().flatten().map(Arc::new).collect();
     let enroll_seconds = started.elapsed().as_secs_f64();
 
-    let start_ms = now_ms();
+    let start_ms = crate::run::now_ms();
     let now = Instant::now();
     let until = now + opts.duration;
     let mut running = JoinSet::new();

@@ -5,6 +5,24 @@ use serde_json::Value;
 
 use crate::common::{BIN, Server};
 
+/// Runs `palisade sim` against `s` with `args`; asserts it succeeded and returns its report.
+async fn run_sim(s: &Server, admin: &str, dir: &std::path::Path, args: &[&str]) -> Value {
+    let report = dir.join("report.json");
+    let out = tokio::process::Command::new(BIN)
+        .args(["sim", "--server", &format!("https://localhost:{}", s.addr.port()), "--ca"])
+        .arg(s.dir.join("pki/root-ca.pem"))
+        .args(args)
+        .arg("--report")
+        .arg(&report)
+        .env("PALISADE_API_KEY", admin)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap()
+}
+
 #[tokio::test]
 async fn a_simulated_fleet_enrolls_reports_and_acts_out_attacks() {
     let s = Server::start().await;
@@ -17,21 +35,9 @@ async fn a_simulated_fleet_enrolls_reports_and_acts_out_attacks() {
          [[attack]]\ndevice = 2\nkind = \"new_listening_port\"\nat = \"0s\"\nduration = \"5m\"\n",
     )
     .unwrap();
-    let out = tokio::process::Command::new(BIN)
-        .args(["sim", "--server", &format!("https://localhost:{}", s.addr.port()), "--ca"])
-        .arg(s.dir.join("pki/root-ca.pem"))
-        .args(["--devices", "4", "--duration", "4s", "--interval", "1s", "--scenario"])
-        .arg(dir.join("scenario.toml"))
-        .arg("--report")
-        .arg(dir.join("report.json"))
-        .env("PALISADE_API_KEY", &admin)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-
-    let report: Value = serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+    let scenario = dir.join("scenario.toml");
+    let args = ["--devices", "4", "--duration", "4s", "--interval", "1s", "--scenario", scenario.to_str().unwrap()];
+    let report = run_sim(&s, &admin, dir, &args).await;
     let devices: Vec<String> =
         report["devices"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_owned()).collect();
     assert_eq!(devices.len(), 4, "{report}");
@@ -73,18 +79,8 @@ async fn the_simulator_generates_load_at_a_rate_with_qos_0_and_a_ramp() {
     let s = Server::start().await;
     let admin = s.api_key("admin");
     let tmp = tempfile::tempdir().unwrap();
-    let report = tmp.path().join("report.json");
-    let out = tokio::process::Command::new(BIN)
-        .args(["sim", "--server", &format!("https://localhost:{}", s.addr.port()), "--ca"])
-        .arg(s.dir.join("pki/root-ca.pem"))
-        .args(["--devices", "3", "--duration", "3s", "--rate", "6", "--qos", "0", "--ramp", "10", "--report"])
-        .arg(&report)
-        .env("PALISADE_API_KEY", &admin)
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let load = serde_json::from_slice::<Value>(&std::fs::read(&report).unwrap()).unwrap()["load"].clone();
+    let args = ["--devices", "3", "--duration", "3s", "--rate", "6", "--qos", "0", "--ramp", "10"];
+    let load = run_sim(&s, &admin, tmp.path(), &args).await["load"].clone();
     // 3 devices at 6 reports/s in total: each reports every 0.5 s; QoS 0 has no PUBACK.
     let published = load["published"].as_u64().unwrap();
     assert!((9..=24).contains(&published), "{load}");
@@ -144,22 +140,10 @@ async fn the_simulator_reports_to_another_broker() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 
-    let report = dir.join("report.json");
-    let out = tokio::process::Command::new(BIN)
-        .args(["sim", "--server", &format!("https://localhost:{}", s.addr.port()), "--ca"])
-        .arg(s.dir.join("pki/root-ca.pem"))
-        .args(["--devices", "2", "--duration", "3s", "--interval", "1s", "--broker"])
-        .arg(format!("mqtts://127.0.0.1:{port}"))
-        .arg("--broker-ca")
-        .arg(dir.join("mqca.pem"))
-        .arg("--report")
-        .arg(&report)
-        .env("PALISADE_API_KEY", &admin)
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let broker = format!("mqtts://127.0.0.1:{port}");
+    let broker_ca = dir.join("mqca.pem");
+    let args = ["--devices", "2", "--duration", "3s", "--interval", "1s", "--broker", &broker, "--broker-ca"];
+    let r = run_sim(&s, &admin, dir, &[&args[..], &[broker_ca.to_str().unwrap()]].concat()).await;
     assert_eq!(r["load"]["handshakes"], 2, "{r}");
     assert!(r["load"]["acked"].as_u64().unwrap() >= 4, "{r}");
     // The reports went to Mosquitto, not to Palisade.
