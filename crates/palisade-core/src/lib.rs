@@ -4,6 +4,7 @@
 //! clock. Time and randomness are passed in, so every rule here is deterministic and testable.
 
 pub mod audit;
+pub mod detect;
 pub mod device;
 pub mod lifecycle;
 pub mod mqtt;
