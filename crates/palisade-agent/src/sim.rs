@@ -41,6 +41,9 @@ pub struct SimOptions {
     /// still registered and enrolled through Palisade.
     pub broker: Option<(String, Vec<u8>)>,
     pub scenario: Scenario,
+    /// Simulated time runs this many times faster than real time (1 = real time). Report times
+    /// stay in the past: the simulated clock catches up with the real one at the end of the run.
+    pub speed: f64,
     pub group: String,
     pub seed: u64,
 }
@@ -183,11 +186,36 @@ fn client(opts: &SimOptions, identity: &Identity, host: &str, port: u16) -> Resu
     Ok(AsyncClient::new(o, 16))
 }
 
+/// The simulated clock: real time sped up by `speed`, reaching the real clock at `end_ms`.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    end_ms: i64,
+    speed: f64,
+}
+
+impl Clock {
+    fn new(start_ms: i64, duration: Duration, speed: f64) -> Self {
+        let duration_ms = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+        Self { end_ms: start_ms.saturating_add(duration_ms), speed: speed.max(1.0) }
+    }
+
+    #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss, reason = "run lengths are far below 2^52 ms")]
+    fn at(&self, real_ms: i64) -> i64 {
+        self.end_ms.saturating_sub((self.end_ms.saturating_sub(real_ms) as f64 * self.speed) as i64)
+    }
+
+    fn now(&self) -> i64 {
+        self.at(crate::run::now_ms())
+    }
+}
+
 /// Runs one virtual device until `until`.
+#[allow(clippy::too_many_arguments)]
 async fn device(
     opts: Arc<SimOptions>,
     identity: Arc<Identity>,
     mut model: VirtualDevice,
+    clock: Clock,
     host: String,
     port: u16,
     start: Instant,
@@ -211,7 +239,7 @@ async fn device(
         tokio::select! {
             () = tokio::time::sleep_until(until.into()) => break,
             _ = ticker.tick() => {
-                let tick = model.report(crate::run::now_ms());
+                let tick = model.report(clock.now());
                 for action in &tick.actions {
                     match action {
                         Action::Reconnect => {
@@ -351,7 +379,8 @@ pub async fn run(opts: SimOptions) -> Result<SimReport, SimError> {
     let identities: Vec<Arc<Identity>> = identities.into_iter().flatten().map(Arc::new).collect();
     let enroll_seconds = started.elapsed().as_secs_f64();
 
-    let start_ms = crate::run::now_ms();
+    let clock = Clock::new(crate::run::now_ms(), opts.duration, opts.speed);
+    let start_ms = clock.now();
     let now = Instant::now();
     let until = now + opts.duration;
     let mut running = JoinSet::new();
@@ -362,7 +391,7 @@ pub async fn run(opts: SimOptions) -> Result<SimReport, SimError> {
         let delay =
             opts.ramp.filter(|r| *r > 0.0).map_or(Duration::ZERO, |r| Duration::from_secs_f64(index as f64 / r));
         let args = (host.clone(), port, now + delay, until);
-        running.spawn(device(opts.clone(), identity.clone(), model, args.0, args.1, args.2, args.3));
+        running.spawn(device(opts.clone(), identity.clone(), model, clock, args.0, args.1, args.2, args.3));
     }
     let mut load = Load { enroll_seconds, connections: identities.len(), ..Load::default() };
     let mut latencies = Vec::new();

@@ -3,8 +3,12 @@
 //! ```text
 //! registered → provisioned → active ⇄ quarantined
 //!                              active ⇄ paused
+//! provisioned → quarantined | paused
 //! any state → decommissioned (terminal)
 //! ```
+//!
+//! An enrolled (provisioned) device holds a certificate and may already be on the network, so it
+//! can be contained before it was ever activated; releasing it makes it active.
 
 use std::fmt;
 use std::str::FromStr;
@@ -62,7 +66,7 @@ impl LifecycleState {
         use LifecycleState::*;
         match self {
             Registered => &[Provisioned, Decommissioned],
-            Provisioned => &[Active, Decommissioned],
+            Provisioned => &[Active, Quarantined, Paused, Decommissioned],
             Active => &[Quarantined, Paused, Decommissioned],
             Quarantined => &[Active, Decommissioned],
             Paused => &[Active, Decommissioned],

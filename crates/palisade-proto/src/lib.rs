@@ -6,7 +6,9 @@
 
 pub mod access;
 pub mod api;
+pub mod detect;
 pub mod device;
+pub mod notify;
 pub mod telemetry;
 
 pub use access::*;

@@ -145,6 +145,14 @@ impl Default for PkiConfig {
     }
 }
 
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectionConfig {
+    /// Security profiles to load at start (TOML, `[[profile]]` tables in the API's JSON shape;
+    /// see examples/profiles/fleet.toml). They replace profiles of the same name.
+    pub profiles_file: Option<PathBuf>,
+}
+
 /// Everything `palisade serve` can be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -168,6 +176,7 @@ pub struct Config {
     pub audit: AuditConfig,
     pub auth: AuthConfig,
     pub pki: PkiConfig,
+    pub detection: DetectionConfig,
 }
 
 impl Default for Config {
@@ -185,6 +194,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             auth: AuthConfig::default(),
             pki: PkiConfig::default(),
+            detection: DetectionConfig::default(),
         }
     }
 }
@@ -204,6 +214,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("PALISADE_AUDIT_CHECKPOINT_INTERVAL_SECS", "audit.checkpoint_interval_secs"),
     ("PALISADE_AUTH_SESSION_IDLE_SECS", "auth.session_idle_secs"),
     ("PALISADE_AUTH_THROTTLE_BASE_DELAY_MS", "auth.throttle_base_delay_ms"),
+    ("PALISADE_DETECTION_PROFILES_FILE", "detection.profiles_file"),
 ];
 
 impl Config {
@@ -270,6 +281,9 @@ impl Config {
         }
         if let Some(v) = get("PALISADE_AUTH_SESSION_IDLE_SECS") {
             self.auth.session_idle_secs = parse("PALISADE_AUTH_SESSION_IDLE_SECS", &v)?;
+        }
+        if let Some(v) = get("PALISADE_DETECTION_PROFILES_FILE") {
+            self.detection.profiles_file = Some(PathBuf::from(v));
         }
         if let Some(v) = get("PALISADE_AUTH_THROTTLE_BASE_DELAY_MS") {
             self.auth.throttle_base_delay_ms = parse("PALISADE_AUTH_THROTTLE_BASE_DELAY_MS", &v)?;

@@ -6,8 +6,10 @@ pub mod auth;
 pub mod bootstrap;
 pub mod checks;
 pub mod config;
+pub mod detect;
 mod http;
 pub mod metrics;
+pub mod notify;
 pub mod pki;
 pub mod plane;
 
@@ -36,6 +38,12 @@ pub struct App {
     /// Where MQTT is bound.
     pub mqtt_addr: SocketAddr,
     pub plane: plane::Plane,
+    /// Detection: where facts go once they are durable.
+    pub detector: detect::Detector,
+    /// The security profiles in force (parsed), for escalation and the API.
+    pub profiles: std::sync::RwLock<Arc<Vec<Arc<detect::ParsedProfile>>>>,
+    /// Wakes the notification delivery worker (after a write that queued deliveries).
+    pub notifier: notify::Notifier,
     /// The OpenAPI document, rendered once.
     pub openapi: String,
 }
@@ -136,6 +144,7 @@ pub async fn start(config: Config) -> Result<Running, BootstrapError> {
     let checkpoint_every = Duration::from_secs(config.audit.checkpoint_interval_secs);
     bootstrap::initial_admin(&store, &data_dir).await?;
     let auth = auth::Auth::new(config.auth.clone()).map_err(|e| BootstrapError::Refused(e.to_string()))?;
+    let (detector, detect_inputs) = detect::Detector::new();
     let state = Arc::new(App {
         store: store.clone(),
         metrics,
@@ -145,17 +154,25 @@ pub async fn start(config: Config) -> Result<Running, BootstrapError> {
         device_addr,
         mqtt_addr,
         plane: plane::Plane::default(),
+        detector,
+        profiles: std::sync::RwLock::default(),
+        notifier: notify::Notifier::new(),
         openapi: api::openapi_json(),
     });
     let (shutdown, rx) = watch::channel(false);
+    let mut tasks = detect::start(state.clone(), detect_inputs, rx.clone())
+        .await
+        .map_err(|e| BootstrapError::Refused(format!("detection: {e}")))?;
     let app = api::router(state.clone());
     let console_tls: http::TlsSource = Arc::new(move || tls.clone());
-    let mut tasks = vec![tokio::spawn(http::serve(listener, console_tls, app, rx.clone()))];
+    tasks.push(tokio::spawn(http::serve(listener, console_tls, app, rx.clone())));
     let device_state = state.clone();
     let device_tls: http::TlsSource = Arc::new(move || device_state.pki.device_tls());
     tasks.push(tokio::spawn(http::serve(device_listener, device_tls, api::device_router(state.clone()), rx.clone())));
     tasks.push(tokio::spawn(plane::serve(state.clone(), mqtt_listener, rx.clone())));
     tasks.push(tokio::spawn(checkpoints(store.clone(), checkpoint_every, rx.clone())));
+    let notifier = state.notifier.clone();
+    tasks.push(tokio::spawn(notify::run(store.clone(), state.metrics.clone(), notifier, rx.clone())));
     tasks.push(tokio::spawn(hourly(state, rx)));
     tracing::info!(%console_addr, backend = store.backend_name(), "palisade is serving");
     Ok(Running { console_addr, device_addr, mqtt_addr, store, shutdown, tasks })

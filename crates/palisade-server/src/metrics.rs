@@ -50,6 +50,32 @@ pub struct Metrics {
     pub logins: Family<LoginLabels, Counter>,
     /// Live MQTT sessions (set when metrics are rendered).
     pub mqtt_sessions: Gauge,
+    /// Alerts raised by severity, new or repeated.
+    pub alerts: Family<AlertLabels, Counter>,
+    /// Notification delivery attempts by channel kind and outcome.
+    pub notify_deliveries: Family<DeliveryLabels, Counter>,
+    /// Time from a notice being queued to its delivery, by channel kind.
+    pub notify_latency: Family<DeliveryLabels, Histogram, fn() -> Histogram>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    /// `webhook`, `http_template` or `syslog`.
+    pub kind: &'static str,
+    /// `delivered`, `retry` or `dead`.
+    pub outcome: &'static str,
+}
+
+fn delivery_histogram() -> Histogram {
+    // 1 ms … ~35 min (retries included)
+    Histogram::new(exponential_buckets(0.001, 2.0, 22))
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabels {
+    pub severity: String,
+    /// `opened` (a new alert) or `repeated`.
+    pub kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -86,7 +112,34 @@ impl Default for Metrics {
         registry.register("logins", "Sign-in attempts by outcome", logins.clone());
         let mqtt_sessions = Gauge::default();
         registry.register("mqtt_sessions", "Live device MQTT sessions", mqtt_sessions.clone());
-        Self { registry, requests, request_seconds, store_seconds, auth_failures, denials, logins, mqtt_sessions }
+        let alerts = Family::<AlertLabels, Counter>::default();
+        registry.register("alerts_raised", "Alerts raised by severity (kind: opened or repeated)", alerts.clone());
+        let notify_deliveries = Family::<DeliveryLabels, Counter>::default();
+        registry.register(
+            "notify_deliveries",
+            "Notification delivery attempts by channel kind and outcome",
+            notify_deliveries.clone(),
+        );
+        let notify_latency =
+            Family::<DeliveryLabels, Histogram, fn() -> Histogram>::new_with_constructor(delivery_histogram);
+        registry.register(
+            "notify_delivery_seconds",
+            "Time from a notice being queued to its delivery",
+            notify_latency.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_seconds,
+            store_seconds,
+            auth_failures,
+            denials,
+            logins,
+            mqtt_sessions,
+            alerts,
+            notify_deliveries,
+            notify_latency,
+        }
     }
 }
 

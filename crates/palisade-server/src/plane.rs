@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use palisade_core::detect::{Event as DetectEvent, Observation};
 use palisade_core::mqtt::{AckQueue, AckReason, ConnectRefusal, Session, TopicKind};
 use palisade_core::telemetry::CounterSample;
 use palisade_core::{DeviceId, LifecycleState};
@@ -106,6 +107,13 @@ impl Plane {
         }
     }
 
+    /// Ends the device's live session (an automated response).
+    pub fn disconnect(&self, device: &str) {
+        if let Some(live) = self.lock().get(device) {
+            live.close("disconnected by a response");
+        }
+    }
+
     /// A certificate (by serial) or a whole device (`device:<id>`) was revoked.
     fn revoked(&self, what: &str) {
         let sessions = self.lock();
@@ -144,7 +152,7 @@ pub async fn serve(state: AppState, listener: TcpListener, mut shutdown: watch::
             }
         }
     });
-    let ingest = Ingest::start(state.store.clone());
+    let ingest = Ingest::start(state.store.clone(), state.detector.clone());
     loop {
         let (tcp, peer) = tokio::select! {
             _ = shutdown.changed() => break,
@@ -503,9 +511,24 @@ async fn connection(
             cipher: cipher.clone(),
             duration_ms,
         };
+        let detector = state.detector.clone();
         async move {
+            let obs = match event {
+                "connected" => Some(Observation::Connected { at_ms: fact.at_ms, ip: fact.source_ip.clone().unwrap_or_default() }),
+                "disconnected" => Some(Observation::Disconnected {
+                    at_ms: fact.at_ms,
+                    duration_ms: duration_ms.unwrap_or(0),
+                    by_device: fact.detail.as_deref().is_some_and(ended_by_device),
+                    graceful: fact.detail.as_deref() == Some("client disconnected"),
+                }),
+                _ => None,
+            };
+            let device = fact.device_id.clone();
             if let Err(e) = store.record_connection(fact).await {
                 tracing::error!(error = %e, "cannot record a connection fact");
+            }
+            if let Some(obs) = obs {
+                detector.observe(&device, obs).await;
             }
         }
     };
@@ -564,8 +587,10 @@ async fn connection(
             let detail = format!("certificate used from two places: {} and {ip}", prev.ip);
             let _ = state
                 .store
-                .add_finding("certificate_two_places".into(), Some(device_id.clone()), detail, now_ms())
+                .add_finding("certificate_two_places".into(), Some(device_id.clone()), detail.clone(), now_ms())
                 .await;
+            let obs = Observation::Event { at_ms: now_ms(), event: DetectEvent::CertificateTwoPlaces, detail };
+            state.detector.observe(&device_id, obs).await;
         }
     }
     if !write(&mut stream, version, Out::ConnAck(None)).await {
@@ -625,6 +650,11 @@ async fn connection(
     record("disconnected", reason.to_owned(), Some(now_ms() - started)).await;
 }
 
+/// Whether a session ended from the device's side (not a takeover, revocation or shutdown).
+fn ended_by_device(reason: &str) -> bool {
+    matches!(reason, "client disconnected" | "connection closed" | "keep-alive expired")
+}
+
 async fn admit(state: &AppState, device_id: &str, serial: &str) -> Result<bool, &'static str> {
     let id: DeviceId = device_id.parse().map_err(|_| "certificate names no device")?;
     let device = state.store.get_device(&id).await.map_err(|_| "unknown device")?;
@@ -662,7 +692,7 @@ struct Conn<'a> {
     /// PUBACKs owed, in order; how many messages wait for storage.
     acks: AckQueue,
     /// Messages decoded in this turn, stored together as one batch.
-    batch: Vec<Inbound>,
+    batch: Vec<Accepted>,
     /// Batches being stored, oldest first.
     batches: VecDeque<(u64, oneshot::Receiver<bool>)>,
     next_batch: u64,
@@ -832,7 +862,7 @@ impl Conn<'_> {
                 return Ok(());
             }
         };
-        let inbound = match accept(session, kind, payload, &mut self.counters) {
+        let accepted = match accept(session, kind, payload, &mut self.counters) {
             Ok(i) => i,
             Err(why) => {
                 self.deny(why);
@@ -842,9 +872,10 @@ impl Conn<'_> {
         };
         if kind != TopicKind::CommandResult {
             self.acks.store(pkid, self.next_batch);
-            self.batch.push(inbound);
+            self.batch.push(accepted);
             return Ok(());
         }
+        let inbound = accepted.inbound;
         // A command result also settles the command: stored at once, in its own write.
         let result = command_result(&inbound.message.payload);
         if let Err(e) = self.state.store.ingest(vec![inbound]).await {
@@ -869,9 +900,11 @@ impl Conn<'_> {
     async fn acl_violation(&self, session: &Session, v: &palisade_core::mqtt::AclViolation) {
         let detail = format!("{v} (from {})", self.ip);
         let device = Some(session.device_id().to_owned());
-        if let Err(e) = self.state.store.add_finding("acl_violation".into(), device, detail, now_ms()).await {
+        if let Err(e) = self.state.store.add_finding("acl_violation".into(), device, detail.clone(), now_ms()).await {
             tracing::error!(error = %e, "cannot record an ACL violation");
         }
+        let obs = Observation::Event { at_ms: now_ms(), event: DetectEvent::UnauthorizedTopic, detail };
+        self.state.detector.observe(session.device_id(), obs).await;
         self.deny("mqtt_acl");
     }
 
@@ -916,8 +949,14 @@ async fn oldest(batches: &mut VecDeque<(u64, oneshot::Receiver<bool>)>) -> Resul
     }
 }
 
+/// A message accepted for storage, and what detection looks at once it is stored.
+struct Accepted {
+    inbound: Inbound,
+    report: Option<Box<palisade_core::detect::Report>>,
+}
+
 /// A connection's batch and who to tell once it is durable.
-type IngestRequest = (Vec<Inbound>, oneshot::Sender<bool>);
+type IngestRequest = (Vec<Accepted>, oneshot::Sender<bool>);
 
 /// Rows one write takes at most.
 const INGEST_MAX_ROWS: usize = 16384;
@@ -934,14 +973,14 @@ struct Ingest {
 }
 
 impl Ingest {
-    fn start(store: palisade_store::Store) -> Self {
+    fn start(store: palisade_store::Store, detector: crate::detect::Detector) -> Self {
         let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(run_ingest(store, rx));
+        tokio::spawn(run_ingest(store, detector, rx));
         Self { tx }
     }
 
     /// Queues a batch; the receiver hears `true` once it is durable, `false` if it failed.
-    async fn submit(&self, batch: Vec<Inbound>) -> oneshot::Receiver<bool> {
+    async fn submit(&self, batch: Vec<Accepted>) -> oneshot::Receiver<bool> {
         let (done, stored) = oneshot::channel();
         // If the ingester is gone, `done` is dropped and the receiver reports a failure.
         let _ = self.tx.send((batch, done)).await;
@@ -949,7 +988,11 @@ impl Ingest {
     }
 }
 
-async fn run_ingest(store: palisade_store::Store, mut rx: mpsc::Receiver<IngestRequest>) {
+async fn run_ingest(
+    store: palisade_store::Store,
+    detector: crate::detect::Detector,
+    mut rx: mpsc::Receiver<IngestRequest>,
+) {
     let mut writing = tokio::task::JoinSet::new();
     loop {
         while writing.len() >= INGEST_PIPELINE {
@@ -962,8 +1005,18 @@ async fn run_ingest(store: palisade_store::Store, mut rx: mpsc::Receiver<IngestR
             rows.extend(more);
             waiting.push(done);
         }
-        let store = store.clone();
+        let (store, detector) = (store.clone(), detector.clone());
         writing.spawn(async move {
+            let mut reports = Vec::new();
+            let rows: Vec<Inbound> = rows
+                .into_iter()
+                .map(|a| {
+                    if let Some(r) = a.report {
+                        reports.push((a.inbound.message.device_id.clone(), r));
+                    }
+                    a.inbound
+                })
+                .collect();
             let ok = match store.ingest(rows).await {
                 Ok(()) => true,
                 Err(e) => {
@@ -973,6 +1026,12 @@ async fn run_ingest(store: palisade_store::Store, mut rx: mpsc::Receiver<IngestR
             };
             for done in waiting {
                 let _ = done.send(ok);
+            }
+            // Detection sees what is durable, after the devices have their PUBACKs.
+            if ok {
+                for (device, r) in reports {
+                    detector.observe(&device, palisade_core::detect::Observation::Report(r)).await;
+                }
             }
         });
     }
@@ -1009,19 +1068,20 @@ fn accept(
     kind: TopicKind,
     payload: &[u8],
     counters: &mut Option<CounterSample>,
-) -> Result<Inbound, &'static str> {
+) -> Result<Accepted, &'static str> {
     let received_ms = now_ms();
-    let (seq, at_ms, telemetry) = if kind == TopicKind::Telemetry {
+    let (seq, at_ms, telemetry, report) = if kind == TopicKind::Telemetry {
         let t = TelemetryV1::parse(payload).map_err(|r| r.as_str())?;
         let (at_ms, facts) = facts(&t, received_ms, counters)?;
-        (t.seq, at_ms, Some(facts))
+        let report = crate::detect::report(&t, at_ms, received_ms, &facts);
+        (t.seq, at_ms, Some(facts), Some(Box::new(report)))
     } else {
         let value: serde_json::Value = serde_json::from_slice(payload).map_err(|_| "malformed_json")?;
         let obj = value.as_object().ok_or("not_an_object")?;
-        (obj.get("seq").and_then(serde_json::Value::as_i64), received_ms, None)
+        (obj.get("seq").and_then(serde_json::Value::as_i64), received_ms, None, None)
     };
     let text = std::str::from_utf8(payload).map_err(|_| "malformed_json")?;
-    Ok(Inbound {
+    let inbound = Inbound {
         message: DeviceMessage {
             device_id: session.device_id().to_owned(),
             kind: kind.as_str().to_owned(),
@@ -1032,7 +1092,8 @@ fn accept(
             payload: text.to_owned(),
         },
         telemetry,
-    })
+    };
+    Ok(Accepted { inbound, report })
 }
 
 /// The facts of one telemetry report. Its time is the device's `ts` (never later than now: a

@@ -4,6 +4,7 @@
 //! the [`sql::Db`] seam; [`Store`] runs them on whichever backend the URL chose, measures them,
 //! and (on SQLite) routes writes through the group-committing writer.
 
+pub mod alerts;
 pub mod apikeys;
 pub mod audit;
 pub mod devices;
@@ -445,6 +446,87 @@ impl Store {
         read_op!(self, "finding.list", |c| identity::findings(c, kind).await)
     }
 
+    // --- detection ------------------------------------------------------------------------
+
+    pub async fn put_profile(
+        &self,
+        name: String,
+        spec: String,
+        source: &'static str,
+        ctx: AuditContext,
+    ) -> Result<bool, StoreError> {
+        write_op!(self, "profile.put", |c| alerts::put_profile(c, &name, &spec, source, &ctx).await)
+    }
+
+    pub async fn delete_profile(&self, name: String, ctx: AuditContext) -> Result<(), StoreError> {
+        write_op!(self, "profile.delete", |c| alerts::delete_profile(c, &name, &ctx).await)
+    }
+
+    pub async fn profiles(&self) -> Result<Vec<alerts::StoredProfile>, StoreError> {
+        read_op!(self, "profile.list", |c| alerts::profiles(c).await)
+    }
+
+    pub async fn raise_alert(&self, raise: alerts::Raise) -> Result<alerts::Raised, StoreError> {
+        write_op!(self, "alert.raise", |c| alerts::raise(c, &raise).await)
+    }
+
+    pub async fn clear_alert(
+        &self,
+        device: String,
+        profile: String,
+        rule: String,
+        auto_resolve: bool,
+        at_ms: i64,
+    ) -> Result<Option<alerts::Alert>, StoreError> {
+        write_op!(self, "alert.clear", |c| alerts::clear(c, &device, &profile, &rule, auto_resolve, at_ms).await)
+    }
+
+    pub async fn set_alert_status(
+        &self,
+        id: String,
+        to: palisade_core::detect::alert::Status,
+        false_positive: bool,
+        note: Option<String>,
+        ctx: AuditContext,
+    ) -> Result<alerts::Alert, StoreError> {
+        write_op!(self, "alert.status", |c| alerts::set_status(c, &id, to, false_positive, note.as_deref(), &ctx)
+            .await)
+    }
+
+    pub async fn suppress_alert(&self, id: String, until_ms: i64, ctx: AuditContext) -> Result<alerts::Alert, StoreError> {
+        write_op!(self, "alert.suppress", |c| alerts::suppress(c, &id, until_ms, &ctx).await)
+    }
+
+    pub async fn escalate_alert(
+        &self,
+        id: String,
+        step: i64,
+        channels: Vec<String>,
+        ctx: AuditContext,
+    ) -> Result<bool, StoreError> {
+        write_op!(self, "alert.escalate", |c| alerts::escalate(c, &id, step, &channels, &ctx).await)
+    }
+
+    pub async fn alert_responded(&self, id: String, at_ms: i64, detail: String) -> Result<(), StoreError> {
+        write_op!(self, "alert.response", |c| alerts::responded(c, &id, at_ms, &detail).await)
+    }
+
+    pub async fn alert(&self, id: &str) -> Result<alerts::Alert, StoreError> {
+        read_op!(self, "alert.get", |c| alerts::get(c, id).await)
+    }
+
+    pub async fn alert_history(&self, id: &str) -> Result<Vec<alerts::AlertEvent>, StoreError> {
+        read_op!(self, "alert.history", |c| alerts::history(c, id).await)
+    }
+
+    pub async fn alerts(&self, filter: &alerts::AlertFilter) -> Result<Vec<alerts::Alert>, StoreError> {
+        read_op!(self, "alert.list", |c| alerts::list(c, filter).await)
+    }
+
+    pub async fn open_alerts(&self) -> Result<Vec<alerts::Alert>, StoreError> {
+        read_op!(self, "alert.open", |c| alerts::open(c).await)
+    }
+
     pub async fn commands_of(&self, device_id: &str) -> Result<Vec<identity::Command>, StoreError> {
         read_op!(self, "command.list", |c| identity::commands_of(c, device_id).await)
     }
@@ -737,4 +819,89 @@ fn _store_future_is_send(s: &Store, f: &DeviceFilter) -> BoxFuture<'static, ()> 
     Box::pin(async move {
         let _ = s.list_devices(&f, None, 1).await;
     })
+}
+
+// Notifications.
+
+pub mod notify;
+
+impl Store {
+    /// Creates a channel (its secret sealed), audited.
+    pub async fn create_channel(
+        &self,
+        new: notify::NewChannel,
+        ctx: AuditContext,
+    ) -> Result<notify::Channel, StoreError> {
+        let keys = self.keys.clone();
+        write_op!(self, "notify.channel_create", |c| notify::create_channel(c, &keys, &new, &ctx).await)
+    }
+
+    /// Every channel, by name.
+    pub async fn channels(&self) -> Result<Vec<notify::Channel>, StoreError> {
+        read_op!(self, "notify.channels", |c| notify::channels(c).await)
+    }
+
+    /// A channel by id or name.
+    pub async fn channel(&self, id_or_name: &str) -> Result<Option<notify::Channel>, StoreError> {
+        read_op!(self, "notify.channel", |c| notify::channel(c, id_or_name).await)
+    }
+
+    /// Queues `notice` for its targets in a write of its own; how many deliveries were queued.
+    /// (Inside another write, call [`notify::enqueue`] instead.)
+    pub async fn notify(
+        &self,
+        notice: notify::Notice,
+        targets: notify::Targets,
+        now_ms: i64,
+    ) -> Result<usize, StoreError> {
+        write_op!(self, "notify.enqueue", |c| notify::enqueue(c, &notice, &targets, now_ms).await)
+    }
+
+    /// Queues `notice` to one channel as a test, audited.
+    pub async fn test_channel(
+        &self,
+        channel: String,
+        notice: notify::Notice,
+        ctx: AuditContext,
+    ) -> Result<notify::Delivery, StoreError> {
+        write_op!(self, "notify.channel_test", |c| notify::test_channel(c, &channel, &notice, &ctx).await)
+    }
+
+    /// Pending deliveries due at `now_ms`, longest-waiting first, with channel and secret.
+    pub async fn due_deliveries(&self, now_ms: i64, limit: usize) -> Result<Vec<notify::DueDelivery>, StoreError> {
+        read_op!(self, "notify.due", |c| notify::due(c, &self.keys, now_ms, limit).await)
+    }
+
+    /// When the next pending delivery falls due after `after_ms`.
+    pub async fn next_delivery_due(&self, after_ms: i64) -> Result<Option<i64>, StoreError> {
+        read_op!(self, "notify.next_due", |c| notify::next_due_ms(c, after_ms).await)
+    }
+
+    /// Records an attempt's outcome. False when the delivery was no longer pending.
+    pub async fn delivery_done(&self, id: String, outcome: notify::Outcome, now_ms: i64) -> Result<bool, StoreError> {
+        write_op!(self, "notify.done", |c| notify::finish(c, &id, &outcome, now_ms).await)
+    }
+
+    /// Deliveries matching `filter`, newest first.
+    pub async fn deliveries(
+        &self,
+        filter: notify::DeliveryFilter,
+        limit: usize,
+    ) -> Result<Vec<notify::Delivery>, StoreError> {
+        read_op!(self, "notify.deliveries", |c| notify::list(c, &filter, limit).await)
+    }
+
+    pub async fn delivery(&self, id: &str) -> Result<Option<notify::Delivery>, StoreError> {
+        read_op!(self, "notify.delivery", |c| notify::get(c, id).await)
+    }
+
+    /// Sends a dead delivery back to pending (due now, attempts counted afresh), audited.
+    pub async fn retry_delivery(&self, id: String, ctx: AuditContext) -> Result<notify::Delivery, StoreError> {
+        write_op!(self, "notify.retry", |c| notify::retry(c, &id, &ctx).await)
+    }
+
+    /// Forgets delivered deliveries last updated before `before_ms`.
+    pub async fn prune_deliveries(&self, before_ms: i64) -> Result<u64, StoreError> {
+        write_op!(self, "notify.prune", |c| notify::prune(c, before_ms).await)
+    }
 }

@@ -10,6 +10,8 @@ const SQLITE: &[(i64, &str)] = &[
     (4, include_str!("../migrations/sqlite/0004_device_plane.sql")),
     (5, include_str!("../migrations/sqlite/0005_commands.sql")),
     (6, include_str!("../migrations/sqlite/0006_telemetry.sql")),
+    (7, include_str!("../migrations/sqlite/0007_detection.sql")),
+    (8, include_str!("../migrations/sqlite/0008_notify.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -18,6 +20,8 @@ const POSTGRES: &[(i64, &str)] = &[
     (4, include_str!("../migrations/postgres/0004_device_plane.sql")),
     (5, include_str!("../migrations/postgres/0005_commands.sql")),
     (6, include_str!("../migrations/postgres/0006_telemetry.sql")),
+    (7, include_str!("../migrations/postgres/0007_detection.sql")),
+    (8, include_str!("../migrations/postgres/0008_notify.sql")),
 ];
 
 /// Applies every migration not yet applied. Runs inside the caller's transaction (DDL is

@@ -88,6 +88,7 @@ pub async fn run(config: Config, simulated: usize) -> anyhow::Result<ExitCode> {
             ramp: Some(100.0),
             broker: None,
             scenario,
+            speed: 1.0,
             group: "sim".into(),
             seed: 1,
         };

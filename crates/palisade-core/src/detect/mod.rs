@@ -87,8 +87,9 @@ pub enum Observation {
     Report(Box<Report>),
     Connected { at_ms: i64, ip: String },
     /// A session ended; `by_device` when the device ended it (not a takeover, revocation or
-    /// shutdown on our side).
-    Disconnected { at_ms: i64, duration_ms: i64, by_device: bool },
+    /// shutdown on our side); `graceful` when it said goodbye (MQTT DISCONNECT): a device that
+    /// signed off is offline, not silent, until it is back.
+    Disconnected { at_ms: i64, duration_ms: i64, by_device: bool, graceful: bool },
     Event { at_ms: i64, event: Event, detail: String },
 }
 
@@ -149,6 +150,8 @@ const FIRMWARE_VERSIONS: usize = 16;
 pub struct DeviceState {
     rules: HashMap<String, RuleState>,
     last_received_ms: Option<i64>,
+    /// Signed off (graceful disconnect) and not back yet: absence rules wait.
+    signed_off: bool,
     gaps: VecDeque<i64>,
     connects: VecDeque<i64>,
     logins: VecDeque<(i64, u64)>,
@@ -172,6 +175,9 @@ impl DeviceState {
 
     /// When an inactivity rule fires unless a report arrives first.
     fn silent_deadline(&self, factor: f64, min_ms: i64) -> Option<i64> {
+        if self.signed_off {
+            return None;
+        }
         let last = self.last_received_ms?;
         let usual = self.usual_interval()?;
         #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss, reason = "bounded by validation")]
@@ -613,6 +619,7 @@ fn learn(state: &mut DeviceState, obs: &Observation) {
                 }
             }
             state.last_received_ms = Some(state.last_received_ms.map_or(r.received_ms, |l| l.max(r.received_ms)));
+            state.signed_off = false;
             if let Some(n) = r.failed_logins.filter(|n| *n > 0) {
                 push_capped(&mut state.logins, RECENT_EVENTS, (r.at_ms, n));
             }
@@ -638,7 +645,8 @@ fn learn(state: &mut DeviceState, obs: &Observation) {
             }
         }
         Observation::Connected { at_ms, .. } => push_capped(&mut state.connects, RECENT_EVENTS, *at_ms),
-        Observation::Disconnected { .. } | Observation::Event { .. } => {}
+        Observation::Disconnected { graceful, .. } => state.signed_off = *graceful,
+        Observation::Event { .. } => {}
     }
 }
 

@@ -226,6 +226,11 @@ fn inactivity_fires_by_deadline_and_clears_on_the_next_report() {
     assert_eq!(e.deadline("d", &p), None);
     let s = run(&mut e, &p, 30, 1, report);
     assert_eq!((s.len(), s[0].raised), (1, false), "{s:?}");
+    // A device that signs off is offline, not silent: no deadline until it is back.
+    e.observe("d", &p, &Observation::Disconnected { at_ms: 30 * MIN, duration_ms: 1, by_device: true, graceful: true });
+    assert_eq!(e.deadline("d", &p), None);
+    run(&mut e, &p, 90, 1, report);
+    assert!(e.deadline("d", &p).is_some());
 }
 
 #[test]
@@ -238,7 +243,7 @@ fn flapping_and_short_sessions() {
     for i in 0..6 {
         let t = i * 20_000;
         all.extend(e.observe("d", &p, &Observation::Connected { at_ms: t, ip: "10.0.0.1".into() }));
-        all.extend(e.observe("d", &p, &Observation::Disconnected { at_ms: t + 5_000, duration_ms: 5_000, by_device: true }));
+        all.extend(e.observe("d", &p, &Observation::Disconnected { at_ms: t + 5_000, duration_ms: 5_000, by_device: true, graceful: true }));
     }
     assert!(all.iter().any(|s| s.rule == "flap" && s.raised), "{all:?}");
     assert!(all.iter().any(|s| s.rule == "short" && s.raised), "{all:?}");
@@ -246,7 +251,7 @@ fn flapping_and_short_sessions() {
     // Sessions we ended (takeover, revocation) do not count.
     let mut e = Engine::default();
     for i in 0..5 {
-        let s = e.observe("d", &p, &Observation::Disconnected { at_ms: i, duration_ms: 1, by_device: false });
+        let s = e.observe("d", &p, &Observation::Disconnected { at_ms: i, duration_ms: 1, by_device: false, graceful: false });
         assert!(s.is_empty());
     }
 }
@@ -357,8 +362,9 @@ fn any_observation() -> impl Strategy<Value = Observation> {
                 }))
             }),
         (any::<i64>()).prop_map(|at_ms| Observation::Connected { at_ms, ip: "10.0.0.1".into() }),
-        (any::<i64>(), any::<i64>(), any::<bool>())
-            .prop_map(|(at_ms, duration_ms, by_device)| Observation::Disconnected { at_ms, duration_ms, by_device }),
+        (any::<i64>(), any::<i64>(), any::<bool>(), any::<bool>()).prop_map(|(at_ms, duration_ms, by_device, graceful)| {
+            Observation::Disconnected { at_ms, duration_ms, by_device, graceful }
+        }),
     ]
 }
 

@@ -4,6 +4,7 @@
 //! come from the same annotations and cannot drift apart.
 
 pub mod access;
+pub mod alerts;
 pub mod audit;
 pub mod convert;
 pub mod csvio;
@@ -13,6 +14,7 @@ pub mod est;
 pub mod extract;
 pub mod guard;
 pub mod identity;
+pub mod notify;
 pub mod policy;
 pub mod stream;
 pub mod system;
@@ -95,6 +97,18 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(identity::findings))
         .routes(routes!(identity::run_audit))
         .routes(routes!(identity::endpoints))
+        .routes(routes!(notify::create_channel, notify::list_channels))
+        .routes(routes!(notify::test_channel))
+        .routes(routes!(notify::list_deliveries))
+        .routes(routes!(notify::retry_delivery))
+        .routes(routes!(alerts::list_profiles))
+        .routes(routes!(alerts::put_profile, alerts::delete_profile))
+        .routes(routes!(alerts::list_alerts))
+        .routes(routes!(alerts::stream))
+        .routes(routes!(alerts::get_alert))
+        .routes(routes!(alerts::ack))
+        .routes(routes!(alerts::resolve))
+        .routes(routes!(alerts::suppress))
 }
 
 /// The device listener: EST, the CRL, health.

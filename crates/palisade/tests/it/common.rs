@@ -253,6 +253,10 @@ impl Client {
         self.send(Method::POST, path, Some(key), Some(("application/json", json.to_string().into_bytes()))).await
     }
 
+    pub async fn put(&self, path: &str, key: &str, json: Value) -> Resp {
+        self.send(Method::PUT, path, Some(key), Some(("application/json", json.to_string().into_bytes()))).await
+    }
+
     pub async fn patch(&self, path: &str, key: &str, json: Value) -> Resp {
         self.send(Method::PATCH, path, Some(key), Some(("application/json", json.to_string().into_bytes()))).await
     }

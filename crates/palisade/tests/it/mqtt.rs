@@ -11,7 +11,7 @@ use crate::common::Server;
 use crate::identity::{Est, new_device, p256_csr, token};
 
 /// Enrolls a new device over EST; returns (device id, cert file, key file) in `dir`.
-async fn enrolled(s: &Server, admin: &str, dir: &Path, name: &str) -> (String, String, String) {
+pub(crate) async fn enrolled(s: &Server, admin: &str, dir: &Path, name: &str) -> (String, String, String) {
     let id = new_device(s, admin, name).await;
     let tok = token(s, admin, &id).await;
     let est = Est { s, dir: dir.to_owned() };

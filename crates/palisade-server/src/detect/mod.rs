@@ -1,0 +1,341 @@
+//! Detection at run time: the core's [`Engine`] fed with what devices do, sharded by device.
+//!
+//! Facts arrive once they are durable (the ingester sends a batch's reports after its commit;
+//! the device plane sends connections and security events as it records them). Each shard owns
+//! the state of its devices and an exact timer per device for absence rules. Signals go to one
+//! alert task ([`alerts`]), which records them, responds and notifies, in order.
+//!
+//! Fleet-relative rules compare a device with the devices of its own shard: shards are a hash
+//! of the device id, so each holds an unbiased sample of every group.
+
+pub mod alerts;
+pub mod spec;
+
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use palisade_core::detect::{Destination, Engine, Fix, LatLon, Observation, Profile, Report, Signal};
+use palisade_proto::telemetry::TelemetryV1;
+use palisade_store::plane::TelemetryFacts;
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::{AppState, now_ms};
+
+pub use spec::ParsedProfile;
+
+/// What a shard is told.
+#[derive(Debug)]
+enum Input {
+    Observe(String, Observation),
+    Profiles(Arc<Vec<Arc<ParsedProfile>>>),
+    DeviceChanged(String),
+    FalsePositive { device: String, profile: String, rule: String },
+}
+
+/// Queue depth per shard: facts wait here at most, then the sender waits (backpressure on
+/// ingestion rather than unbounded memory).
+const SHARD_QUEUE: usize = 8192;
+
+/// The handle the device plane and the API use (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Detector {
+    shards: Vec<mpsc::Sender<Input>>,
+    /// Alert changes as JSON, for live streams (the console's SSE).
+    pub live: broadcast::Sender<String>,
+    pub(crate) escalation: Arc<tokio::sync::Notify>,
+}
+
+/// The receiving ends, handed to [`start`] once the application state exists.
+#[derive(Debug)]
+pub struct Inputs {
+    shards: Vec<mpsc::Receiver<Input>>,
+}
+
+impl Detector {
+    pub fn new() -> (Self, Inputs) {
+        let n = std::thread::available_parallelism().map_or(2, usize::from).clamp(1, 8);
+        let (txs, rxs) = (0..n).map(|_| mpsc::channel(SHARD_QUEUE)).unzip();
+        let (live, _) = broadcast::channel(1024);
+        (Self { shards: txs, live, escalation: Arc::new(tokio::sync::Notify::new()) }, Inputs { shards: rxs })
+    }
+
+    fn shard(&self, device: &str) -> Option<&mpsc::Sender<Input>> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        device.hash(&mut h);
+        let n = self.shards.len().max(1);
+        self.shards.get(usize::try_from(h.finish() % n as u64).unwrap_or(0))
+    }
+
+    /// Something a device did (already durable where it is stored).
+    pub async fn observe(&self, device: &str, obs: Observation) {
+        if let Some(tx) = self.shard(device) {
+            let _ = tx.send(Input::Observe(device.to_owned(), obs)).await;
+        }
+    }
+
+    /// A device's group or model changed: its profiles are looked up again.
+    pub async fn device_changed(&self, device: &str) {
+        if let Some(tx) = self.shard(device) {
+            let _ = tx.send(Input::DeviceChanged(device.to_owned())).await;
+        }
+    }
+
+    pub async fn false_positive(&self, device: &str, profile: &str, rule: &str) {
+        if let Some(tx) = self.shard(device) {
+            let input =
+                Input::FalsePositive { device: device.to_owned(), profile: profile.to_owned(), rule: rule.to_owned() };
+            let _ = tx.send(input).await;
+        }
+    }
+
+    /// Reads the profiles from the store again and hands them to every shard.
+    pub async fn reload(&self, state: &AppState) -> Result<Arc<Vec<Arc<ParsedProfile>>>, palisade_store::StoreError> {
+        let profiles = load_profiles(state).await?;
+        for tx in &self.shards {
+            let _ = tx.send(Input::Profiles(profiles.clone())).await;
+        }
+        *state.profiles.write().unwrap_or_else(std::sync::PoisonError::into_inner) = profiles.clone();
+        self.escalation.notify_one();
+        Ok(profiles)
+    }
+}
+
+/// The stored profiles, parsed. A stored profile that no longer parses (written by another
+/// version) is skipped and logged: one bad profile never stops detection for the others.
+async fn load_profiles(state: &AppState) -> Result<Arc<Vec<Arc<ParsedProfile>>>, palisade_store::StoreError> {
+    let mut out = Vec::new();
+    for p in state.store.profiles().await? {
+        let parsed = serde_json::from_str::<serde_json::Value>(&p.spec)
+            .map_err(|e| e.to_string())
+            .and_then(|v| spec::parse(&v).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(parsed) => out.push(Arc::new(parsed)),
+            Err(e) => tracing::error!(profile = %p.name, error = %e, "stored profile does not parse; skipped"),
+        }
+    }
+    Ok(Arc::new(out))
+}
+
+/// Stores the profiles of a TOML file (`[[profile]]` tables), each validated first: a file with
+/// one bad profile changes nothing, and the error names the profile's place and the field.
+pub async fn install_file(state: &AppState, path: &std::path::Path) -> Result<usize, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let doc: toml::Table = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let json = serde_json::to_value(&doc).map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(k) = doc.keys().find(|k| *k != "profile") {
+        return Err(format!("{}: unknown key `{k}` (profiles go in [[profile]] tables)", path.display()));
+    }
+    let list = json.get("profile").and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
+    let mut parsed = Vec::new();
+    for (i, v) in list.iter().enumerate() {
+        let p = spec::parse(v).map_err(|e| format!("{}: profile[{i}].{e}", path.display()))?;
+        parsed.push((p.profile.name, v.to_string()));
+    }
+    let ctx = palisade_store::audit::AuditContext {
+        actor: palisade_core::audit::Actor::Local { what: format!("profiles file {}", path.display()) },
+        source_ip: None,
+        at_ms: now_ms(),
+    };
+    let n = parsed.len();
+    for (name, spec) in parsed {
+        state.store.put_profile(name, spec, "config", ctx.clone()).await.map_err(|e| e.to_string())?;
+    }
+    Ok(n)
+}
+
+/// Starts the shards and the alert task.
+pub async fn start(
+    state: AppState,
+    inputs: Inputs,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+    if let Some(path) = &state.config.detection.profiles_file {
+        let n = install_file(&state, path).await?;
+        tracing::info!(profiles = n, file = %path.display(), "security profiles loaded");
+    }
+    let profiles = load_profiles(&state).await.map_err(|e| e.to_string())?;
+    *state.profiles.write().unwrap_or_else(std::sync::PoisonError::into_inner) = profiles.clone();
+    let (signals_tx, signals_rx) = mpsc::channel(SHARD_QUEUE);
+    let mut tasks = Vec::new();
+    for rx in inputs.shards {
+        let shard = Shard {
+            state: state.clone(),
+            engine: Engine::default(),
+            profiles: profiles.clone(),
+            devices: HashMap::new(),
+            timers: BTreeSet::new(),
+            deadlines: HashMap::new(),
+            signals: signals_tx.clone(),
+        };
+        tasks.push(tokio::spawn(shard.run(rx, shutdown.clone())));
+    }
+    tasks.push(tokio::spawn(alerts::run(state.clone(), signals_rx)));
+    tasks.push(tokio::spawn(alerts::escalations(state, shutdown)));
+    Ok(tasks)
+}
+
+/// A signal with the device it is about.
+#[derive(Debug)]
+pub struct DeviceSignal {
+    pub device: String,
+    pub group: Option<String>,
+    pub signal: Signal,
+}
+
+/// A device's rules, and its group.
+#[derive(Debug, Clone)]
+struct DeviceRules {
+    group: Option<String>,
+    profiles: Arc<[Arc<Profile>]>,
+}
+
+struct Shard {
+    state: AppState,
+    engine: Engine,
+    profiles: Arc<Vec<Arc<ParsedProfile>>>,
+    devices: HashMap<String, DeviceRules>,
+    timers: BTreeSet<(i64, String)>,
+    deadlines: HashMap<String, i64>,
+    signals: mpsc::Sender<DeviceSignal>,
+}
+
+/// Devices whose rules a shard caches at most (then it starts over).
+const RULE_CACHE: usize = 200_000;
+
+impl Shard {
+    async fn run(mut self, mut rx: mpsc::Receiver<Input>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let next = self.timers.first().map(|(at, _)| *at);
+            let sleep = async {
+                match next {
+                    Some(at) => {
+                        let wait = u64::try_from(at.saturating_sub(now_ms()).max(0)).unwrap_or(0);
+                        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                input = rx.recv() => match input {
+                    Some(input) => self.input(input).await,
+                    None => break,
+                },
+                () = sleep => self.expire(now_ms()).await,
+                _ = shutdown.changed() => break,
+            }
+        }
+    }
+
+    async fn input(&mut self, input: Input) {
+        match input {
+            Input::Observe(device, obs) => {
+                let Some(rules) = self.rules(&device).await else { return };
+                let signals = self.engine.observe(&device, &rules.profiles, &obs);
+                self.reschedule(&device, &rules.profiles);
+                self.emit(&device, rules.group.as_ref(), signals).await;
+            }
+            Input::Profiles(p) => {
+                self.profiles = p;
+                self.devices.clear();
+            }
+            Input::DeviceChanged(device) => {
+                self.devices.remove(&device);
+            }
+            Input::FalsePositive { device, profile, rule } => self.engine.false_positive(&device, &profile, &rule),
+        }
+    }
+
+    /// The rules of `device`, from the cache or from its group and model in the store.
+    async fn rules(&mut self, device: &str) -> Option<DeviceRules> {
+        if let Some(r) = self.devices.get(device) {
+            return Some(r.clone());
+        }
+        let id: palisade_core::DeviceId = device.parse().ok()?;
+        let d = match self.state.store.get_device(&id).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::debug!(device, error = %e, "no rules for an unknown device");
+                return None;
+            }
+        };
+        let (group, model) = (d.attrs.group.clone(), Some(d.attrs.model.clone()));
+        let profiles: Arc<[Arc<Profile>]> = self
+            .profiles
+            .iter()
+            .filter(|p| p.profile.applies_to(group.as_deref(), model.as_deref()))
+            .map(|p| Arc::new(p.profile.clone()))
+            .collect();
+        if self.devices.len() >= RULE_CACHE {
+            self.devices.clear();
+        }
+        let rules = DeviceRules { group, profiles };
+        self.devices.insert(device.to_owned(), rules.clone());
+        Some(rules)
+    }
+
+    fn reschedule(&mut self, device: &str, profiles: &[Arc<Profile>]) {
+        if let Some(old) = self.deadlines.remove(device) {
+            self.timers.remove(&(old, device.to_owned()));
+        }
+        if let Some(at) = self.engine.deadline(device, profiles) {
+            self.deadlines.insert(device.to_owned(), at);
+            self.timers.insert((at, device.to_owned()));
+        }
+    }
+
+    async fn expire(&mut self, now: i64) {
+        while let Some((at, device)) = self.timers.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            self.deadlines.remove(&device);
+            let Some(rules) = self.rules(&device).await else { continue };
+            let signals = self.engine.expire(&device, &rules.profiles, now);
+            self.reschedule(&device, &rules.profiles);
+            self.emit(&device, rules.group.as_ref(), signals).await;
+        }
+    }
+
+    async fn emit(&self, device: &str, group: Option<&String>, signals: Vec<Signal>) {
+        for signal in signals {
+            let s = DeviceSignal { device: device.to_owned(), group: group.cloned(), signal };
+            let _ = self.signals.send(s).await;
+        }
+    }
+}
+
+/// The facts of a telemetry report that rules look at.
+pub fn report(t: &TelemetryV1, at_ms: i64, received_ms: i64, facts: &TelemetryFacts) -> Report {
+    let net = t.net.as_ref();
+    let (fw, cell, auth) = (t.fw.as_ref(), t.cell.as_ref(), t.auth.as_ref());
+    Report {
+        at_ms,
+        received_ms,
+        tx_bps: facts.tx_bps,
+        rx_bps: facts.rx_bps,
+        cpu_pct: facts.cpu_pct,
+        mem_pct: facts.mem_pct,
+        failed_logins: auth.and_then(|a| a.failed_logins),
+        listening: net.map(|n| n.listening.iter().map(|l| l.port).collect()),
+        destinations: net
+            .map(|n| n.connections.iter().map(|c| Destination { dst: c.dst.clone(), port: c.port }).collect()),
+        fw_version: fw.and_then(|f| f.version.clone()),
+        fw_digest: fw.and_then(|f| f.digest.clone()),
+        secure_boot: fw.and_then(|f| f.secure_boot),
+        debug_enabled: fw.and_then(|f| f.debug_enabled),
+        default_credentials: auth.and_then(|a| a.default_credentials),
+        iccid: cell.and_then(|c| c.iccid.clone()),
+        imei: cell.and_then(|c| c.imei.clone()),
+        cell_network: cell.and_then(|c| match (&c.mcc, &c.mnc) {
+            (Some(mcc), Some(mnc)) => Some(format!("{mcc}-{mnc}")),
+            _ => None,
+        }),
+        fix: t
+            .loc
+            .as_ref()
+            .map(|l| Fix { at: LatLon { lat: l.lat, lon: l.lon }, acc_m: l.acc_m.unwrap_or(0.0) })
+            .filter(|f| f.at.is_valid()),
+    }
+}

@@ -1,0 +1,33 @@
+-- Notifications: channels and durable deliveries (written with issue 7).
+
+CREATE TABLE channels (
+    id           TEXT PRIMARY KEY,
+    name         TEXT NOT NULL UNIQUE,
+    kind         TEXT NOT NULL CHECK (kind IN ('webhook', 'http_template', 'syslog')),
+    config       TEXT NOT NULL,               -- JSON, per kind; holds no secret
+    secret       BYTEA,                       -- sealed, AAD channel/<id>/secret
+    min_severity TEXT NOT NULL CHECK (min_severity IN ('critical', 'high', 'medium', 'low', 'info')),
+    groups       TEXT NOT NULL,               -- JSON array of device groups; [] = every group
+    enabled      BIGINT NOT NULL,
+    created_ms   BIGINT NOT NULL
+);
+
+-- The outbox: one row per (notice, channel), written in the transaction that raised the notice.
+CREATE TABLE deliveries (
+    id              TEXT PRIMARY KEY,         -- also the webhook-id
+    channel_id      TEXT NOT NULL REFERENCES channels (id),
+    alert_id        TEXT NOT NULL,
+    event           TEXT NOT NULL,
+    severity        TEXT NOT NULL,
+    device_id       TEXT NOT NULL,
+    body            TEXT NOT NULL,            -- the JSON event delivered
+    status          TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'dead')),
+    attempts        BIGINT NOT NULL,
+    next_attempt_ms BIGINT NOT NULL,
+    last_error      TEXT,
+    created_ms      BIGINT NOT NULL,
+    updated_ms      BIGINT NOT NULL
+);
+CREATE INDEX deliveries_due ON deliveries (next_attempt_ms) WHERE status = 'pending';
+CREATE INDEX deliveries_status ON deliveries (status, created_ms);
+CREATE INDEX deliveries_alert ON deliveries (alert_id);

@@ -1,0 +1,441 @@
+//! Notification channels through the API, delivered to receivers the test runs on loopback:
+//! signed webhooks, retries and the dead-letter list, a restart mid-delivery, syslog with CEF,
+//! templated HTTP, and refused definitions.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::hmac;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::io::AsyncReadExt as _;
+use tokio::sync::mpsc;
+
+use crate::common::{Backend, Server};
+
+/// How long a test waits for something the server does on its own.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// One request as the receiver saw it.
+#[derive(Debug)]
+struct Received {
+    path: String,
+    headers: hyper::HeaderMap,
+    body: Bytes,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_else(|| panic!("no {name} header"))
+    }
+}
+
+/// Answer every request with this status; 0 = never answer.
+const HANG: u16 = 0;
+
+/// A minimal HTTP/1.1 receiver on loopback: reports every request, answers with `status`.
+struct Receiver {
+    addr: SocketAddr,
+    status: Arc<AtomicU16>,
+    requests: mpsc::UnboundedReceiver<Received>,
+}
+
+impl Receiver {
+    async fn start(status: u16) -> Self {
+        Self::start_on("127.0.0.1:0".parse().unwrap(), status).await
+    }
+
+    async fn start_on(addr: SocketAddr, status: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let status = Arc::new(AtomicU16::new(status));
+        let (tx, requests) = mpsc::unbounded_channel();
+        let answer = status.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (tx, answer) = (tx.clone(), answer.clone());
+                let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                    let (tx, answer) = (tx.clone(), answer.clone());
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = body.collect().await?.to_bytes();
+                        let path = parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
+                        let _ = tx.send(Received { path, headers: parts.headers, body });
+                        let status = answer.load(Ordering::SeqCst);
+                        if status == HANG {
+                            std::future::pending::<()>().await;
+                        }
+                        let resp = hyper::Response::builder().status(status).body(Full::new(Bytes::from("ok")));
+                        Ok::<_, hyper::Error>(resp.unwrap())
+                    }
+                });
+                tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service));
+            }
+        });
+        Self { addr, status, requests }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The next request, within [`PATIENCE`].
+    async fn next(&mut self) -> Received {
+        tokio::time::timeout(PATIENCE, self.requests.recv())
+            .await
+            .expect("no request reached the receiver in time")
+            .unwrap()
+    }
+}
+
+/// A loopback port nobody listens on (yet).
+fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+/// Polls `check` until it yields, for at most [`PATIENCE`].
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn create_channel(s: &Server, key: &str, body: Value) -> Value {
+    let r = s.client.post("/api/v1/channels", key, body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    r.json()
+}
+
+/// Queues a test notice; the delivery.
+async fn test_notice(s: &Server, key: &str, channel: &str, body: Value) -> Value {
+    let r = s.client.post(&format!("/api/v1/channels/{channel}/test"), key, body).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    r.json()
+}
+
+async fn delivery(s: &Server, key: &str, id: &str, status: &str) -> Option<Value> {
+    let list = s.client.get(&format!("/api/v1/deliveries?status={status}"), key).await.json();
+    list.as_array().unwrap().iter().find(|d| d["id"] == id).cloned()
+}
+
+async fn metrics(s: &Server) -> String {
+    s.client.send(Method::GET, "/metrics", None, None).await.text()
+}
+
+/// Verifies a Standard Webhooks signature with the secret shown at creation.
+fn verify_signature(secret: &str, r: &Received) {
+    let key = STANDARD.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
+    assert_eq!(key.len(), 32);
+    let signed = format!("{}.{}.", r.header("webhook-id"), r.header("webhook-timestamp"));
+    let mut content = signed.into_bytes();
+    content.extend_from_slice(&r.body);
+    let (version, sig) = r.header("webhook-signature").split_once(',').unwrap();
+    assert_eq!(version, "v1");
+    let key = hmac::Key::new(hmac::HMAC_SHA256, &key);
+    hmac::verify(&key, &content, &STANDARD.decode(sig).unwrap()).expect("the signature does not verify");
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+#[tokio::test]
+async fn webhook_is_delivered_with_a_valid_standard_webhooks_signature() {
+    let s = Server::start().await;
+    let admin = s.api_key("admin");
+    let mut rx = Receiver::start(200).await;
+    let ch =
+        create_channel(&s, &admin, json!({"name": "ops-hook", "kind": "webhook", "config": {"url": rx.url("/hook")}}))
+            .await;
+    let secret = ch["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"), "{ch}");
+    assert_eq!((ch["kind"].as_str(), ch["has_secret"].as_bool()), (Some("webhook"), Some(true)));
+
+    let sent = Instant::now();
+    let d = test_notice(&s, &admin, "ops-hook", json!({"severity": "high", "title": "Door open"})).await;
+    let got = rx.next().await;
+    let took = sent.elapsed();
+    assert_eq!(got.path, "/hook");
+    assert_eq!(got.header("content-type"), "application/json");
+    assert_eq!(got.header("webhook-id"), d["id"].as_str().unwrap());
+    let ts: i64 = got.header("webhook-timestamp").parse().unwrap();
+    assert!((ts - unix_now()).abs() < 60, "{ts}");
+    verify_signature(&secret, &got);
+    let body: Value = serde_json::from_slice(&got.body).unwrap();
+    assert_eq!(body["alert"]["title"], "Door open");
+    assert_eq!(body["alert"]["severity"], "high");
+    assert!(took < Duration::from_secs(2), "took {took:?} from the API call to the receiver");
+
+    let done =
+        eventually("the delivery to be recorded", || delivery(&s, &admin, d["id"].as_str().unwrap(), "delivered"))
+            .await;
+    assert_eq!(done["attempts"], 1);
+    assert_eq!(done["channel_name"], "ops-hook");
+
+    // The secret is shown once: never listed, never in the audit log or the server's log.
+    let listed = s.client.get("/api/v1/channels", &admin).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert!(listed.json()[0].get("secret").is_none(), "{}", listed.text());
+    let audit = s.client.get("/api/v1/audit?action=channel.create", &admin).await.text();
+    assert!(audit.contains("ops-hook") && !audit.contains(&secret), "{audit}");
+    let key_part = secret.strip_prefix("whsec_").unwrap();
+    assert!(!s.log().contains(key_part));
+    let m = metrics(&s).await;
+    assert!(m.contains(r#"palisade_notify_deliveries_total{kind="webhook",outcome="delivered"} 1"#), "{m}");
+}
+
+#[tokio::test]
+async fn failing_deliveries_are_retried_then_dead_lettered_and_retried_by_hand() {
+    let s = Server::start().await;
+    let admin = s.api_key("admin");
+    let down = free_port();
+    let fast =
+        json!({"url": format!("http://{down}/hook"), "retry_base_ms": 10, "max_attempts": 3, "timeout_ms": 2000});
+    create_channel(&s, &admin, json!({"name": "flaky", "kind": "webhook", "config": fast})).await;
+    let d = test_notice(&s, &admin, "flaky", json!({})).await;
+    let id = d["id"].as_str().unwrap().to_owned();
+    assert_eq!(d["status"], "pending");
+
+    // Nobody listens: three attempts, then the dead-letter list.
+    let dead = eventually("the delivery to die", || delivery(&s, &admin, &id, "dead")).await;
+    assert_eq!(dead["attempts"], 3, "{dead}");
+    assert!(dead["last_error"].as_str().unwrap().contains("connect"), "{dead}");
+    assert!(dead.get("next_attempt_at").is_none());
+    let m = metrics(&s).await;
+    assert!(m.contains(r#"palisade_notify_deliveries_total{kind="webhook",outcome="retry"} 2"#), "{m}");
+    assert!(m.contains(r#"palisade_notify_deliveries_total{kind="webhook",outcome="dead"} 1"#), "{m}");
+
+    // Only a dead delivery can be retried; once the receiver is up, the retry gets through.
+    let mut rx = Receiver::start_on(down, 200).await;
+    let r = s.client.post(&format!("/api/v1/deliveries/{id}/retry"), &admin, json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!((r.json()["status"].as_str(), r.json()["attempts"].as_i64()), (Some("pending"), Some(0)));
+    assert_eq!(rx.next().await.header("webhook-id"), id);
+    let done = eventually("the retried delivery to land", || delivery(&s, &admin, &id, "delivered")).await;
+    assert_eq!(done["attempts"], 1);
+    let again = s.client.post(&format!("/api/v1/deliveries/{id}/retry"), &admin, json!({})).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text());
+    let r = s.client.post("/api/v1/deliveries/nope/retry", &admin, json!({})).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let audit = s.client.get("/api/v1/audit?action=delivery.retry", &admin).await.json();
+    assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
+
+    // An answer other than 2xx is a failure too, and says what came back.
+    let mut refusing = Receiver::start(503).await;
+    let config = json!({"url": refusing.url("/"), "retry_base_ms": 10, "max_attempts": 2});
+    create_channel(&s, &admin, json!({"name": "refusing", "kind": "webhook", "config": config})).await;
+    let d = test_notice(&s, &admin, "refusing", json!({})).await;
+    let first = refusing.next().await;
+    assert_eq!(refusing.next().await.header("webhook-id"), first.header("webhook-id"), "retries keep the id");
+    let dead = eventually("the 503s to dead-letter", || delivery(&s, &admin, d["id"].as_str().unwrap(), "dead")).await;
+    assert!(dead["last_error"].as_str().unwrap().starts_with("HTTP 503"), "{dead}");
+    let listed = s.client.get("/api/v1/deliveries?status=dead", &admin).await.json();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+}
+
+async fn a_pending_delivery_survives_a_restart(backend: &str) {
+    let Some(backend) = Backend::named(backend).await else {
+        return;
+    };
+    let mut s = Server::start_on(backend).await;
+    let admin = s.api_key("admin");
+    // The receiver takes the request and never answers: the server dies mid-delivery.
+    let mut rx = Receiver::start(HANG).await;
+    let config = json!({"url": rx.url("/hook"), "timeout_ms": 30000});
+    create_channel(&s, &admin, json!({"name": "slow", "kind": "webhook", "config": config})).await;
+    let d = test_notice(&s, &admin, "slow", json!({})).await;
+    let first = rx.next().await;
+    assert_eq!(first.header("webhook-id"), d["id"].as_str().unwrap());
+    s.kill9();
+    s.child.wait().await.unwrap();
+
+    rx.status.store(200, Ordering::SeqCst);
+    let dir = s.dir.clone();
+    let backend = s.backend.clone();
+    let s = Server::start_in(&dir, backend).await;
+    let again = rx.next().await;
+    assert_eq!(again.header("webhook-id"), first.header("webhook-id"), "the same delivery, sent again");
+    assert_eq!(again.body, first.body);
+    let done =
+        eventually("the delivery after the restart", || delivery(&s, &admin, d["id"].as_str().unwrap(), "delivered"))
+            .await;
+    assert_eq!(done["attempts"], 1);
+}
+
+mod sqlite {
+    #[tokio::test]
+    async fn a_pending_delivery_survives_a_restart() {
+        super::a_pending_delivery_survives_a_restart("sqlite").await
+    }
+}
+
+mod postgres {
+    #[tokio::test]
+    async fn a_pending_delivery_survives_a_restart() {
+        super::a_pending_delivery_survives_a_restart("postgres").await
+    }
+}
+
+#[tokio::test]
+async fn syslog_receives_an_octet_counted_rfc5424_message_with_cef() {
+    let s = Server::start().await;
+    let admin = s.api_key("admin");
+    let siem = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = siem.local_addr().unwrap().port();
+    let config = json!({"host": "127.0.0.1", "port": port, "tls": false, "hostname": "palisade-test"});
+    create_channel(&s, &admin, json!({"name": "siem", "kind": "syslog", "config": config})).await;
+    let notice =
+        json!({"severity": "high", "title": "Port|scan", "detail": "ports=22,23\nfrom 10.0.0.9", "device_id": "dev-1"});
+    let d = test_notice(&s, &admin, "siem", notice).await;
+
+    let (mut conn, _) = tokio::time::timeout(PATIENCE, siem.accept()).await.unwrap().unwrap();
+    let mut bytes = Vec::new();
+    tokio::time::timeout(PATIENCE, conn.read_to_end(&mut bytes)).await.unwrap().unwrap();
+    let text = String::from_utf8(bytes).unwrap();
+    // RFC 6587 octet counting: MSG-LEN SP SYSLOG-MSG, the length in bytes.
+    let (len, msg) = text.split_once(' ').unwrap();
+    assert_eq!(len.parse::<usize>().unwrap(), msg.len(), "{text:?}");
+    // RFC 5424: <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD MSG; authpriv (10) × 8 + err (3).
+    let fields: Vec<&str> = msg.splitn(8, ' ').collect();
+    assert_eq!(fields[0], "<83>1", "{msg}");
+    time::OffsetDateTime::parse(fields[1], &time::format_description::well_known::Rfc3339).unwrap();
+    assert_eq!(&fields[2..5], ["palisade-test", "palisade", &s.child.id().unwrap().to_string()]);
+    assert_eq!(&fields[5..7], ["channel.test", "-"]);
+    let cef = fields[7];
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(cef.starts_with(&format!("CEF:0|Palisade|Palisade|{version}|channel.test|Port\\|scan|8|")), "{cef}");
+    assert!(cef.contains("dvchost=dev-1 "), "{cef}");
+    assert!(cef.contains(&format!("externalId={} ", d["alert_id"].as_str().unwrap())), "{cef}");
+    assert!(cef.ends_with("msg=ports\\=22,23\\nfrom 10.0.0.9"), "{cef}");
+    eventually("the syslog delivery to be recorded", || delivery(&s, &admin, d["id"].as_str().unwrap(), "delivered"))
+        .await;
+}
+
+#[tokio::test]
+async fn http_template_body_is_filled_and_json_escaped() {
+    let s = Server::start().await;
+    let admin = s.api_key("admin");
+    let mut rx = Receiver::start(201).await;
+    let token = "s3cr3t-provider-token";
+    let body = r#"{"text":"[{{alert.severity}}] {{alert.title}}","detail":"{{alert.detail}}","device":"{{alert.device_id}}","id":"{{alert.id}}","event":"{{event}}"}"#;
+    let config = json!({
+        "method": "POST", "url": rx.url("/send/{{secret}}?to=ops"), "body": body,
+        "headers": {"Authorization": "Bearer {{secret}}", "Content-Type": "application/json; charset=utf-8"},
+    });
+    let ch =
+        create_channel(&s, &admin, json!({"name": "chat", "kind": "http_template", "config": config, "secret": token}))
+            .await;
+    assert!(ch.get("secret").is_none(), "a provider secret is never shown back: {ch}");
+    let title = r#"He said "stop" \ now"#;
+    let detail = "line one\nline two\t</script>";
+    let d = test_notice(
+        &s,
+        &admin,
+        "chat",
+        json!({"severity": "critical", "title": title, "detail": detail, "device_id": "dev-9"}),
+    )
+    .await;
+    let got = rx.next().await;
+    assert_eq!(got.path, format!("/send/{token}?to=ops"));
+    assert_eq!(got.header("authorization"), format!("Bearer {token}"));
+    let sent: Value = serde_json::from_slice(&got.body).unwrap_or_else(|e| panic!("{e}: {:?}", got.body));
+    assert_eq!(
+        sent,
+        json!({"text": format!("[critical] {title}"), "detail": detail, "device": "dev-9",
+               "id": d["alert_id"], "event": "channel.test"})
+    );
+    eventually("the templated delivery to be recorded", || {
+        delivery(&s, &admin, d["id"].as_str().unwrap(), "delivered")
+    })
+    .await;
+    let listed = s.client.get("/api/v1/channels", &admin).await;
+    assert!(!listed.text().contains(token), "{}", listed.text());
+    let chat = listed.json().as_array().unwrap().iter().find(|c| c["name"] == "chat").cloned().unwrap();
+    assert_eq!(chat["config"]["headers"]["Authorization"], "***");
+    assert_eq!(chat["has_secret"], true);
+    assert!(!s.log().contains(token));
+}
+
+#[tokio::test]
+async fn bad_channel_definitions_are_refused_naming_the_field() {
+    let s = Server::start().await;
+    let admin = s.api_key("admin");
+    let hook = |config: Value| json!({"name": "h", "kind": "webhook", "config": config});
+    let cases = [
+        (json!({"name": "x", "kind": "pager", "config": {}}), "kind"),
+        (hook(json!({"url": "http://hooks.example.com/in"})), "config.url"),
+        (hook(json!({})), "config.url"),
+        (hook(json!({"url": "ftp://127.0.0.1/"})), "config.url"),
+        (hook(json!({"url": "https://hooks.example.com/", "retries": 3})), "config"),
+        (hook(json!({"url": "https://hooks.example.com/", "max_attempts": 0})), "config.max_attempts"),
+        (
+            json!({"name": "h", "kind": "webhook", "config": {"url": "https://h.example/"}, "min_severity": "urgent"}),
+            "min_severity",
+        ),
+        (json!({"name": "h", "kind": "webhook", "config": {"url": "https://h.example/"}, "secret": "mine"}), "secret"),
+        (json!({"name": "s", "kind": "syslog", "config": {"port": 514}}), "config.host"),
+        (json!({"name": "s", "kind": "syslog", "config": {"host": "siem", "format": "leef"}}), "config.format"),
+        (
+            json!({"name": "s", "kind": "syslog", "config": {"host": "siem", "ca_file": "/nonexistent/ca.pem"}}),
+            "config.ca_file",
+        ),
+        (
+            json!({"name": "t", "kind": "http_template", "config": {"url": "https://t.example/", "body": "{{alert.colour}}"}}),
+            "config.body",
+        ),
+        (
+            json!({"name": "t", "kind": "http_template", "config": {"url": "https://t.example/", "headers": {"X-Key": "{{secret}}"}}}),
+            "secret",
+        ),
+        (json!({"name": "", "kind": "webhook", "config": {"url": "https://h.example/"}}), "name"),
+    ];
+    for (body, field) in cases {
+        let r = s.client.post("/api/v1/channels", &admin, body.clone()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.text());
+        assert_eq!(r.error_code(), "invalid_field", "{body}");
+        let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+        assert!(message.starts_with(&format!("{field}: ")), "{body}: {message}");
+    }
+    // Unknown top-level fields are refused by the request type itself.
+    let r = s
+        .client
+        .post("/api/v1/channels", &admin, json!({"name": "x", "kind": "webhook", "config": {}, "colour": 1}))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(
+        s.client.get("/api/v1/channels", &admin).await.json().as_array().unwrap().is_empty(),
+        "nothing was created"
+    );
+
+    // Names are unique; tests need an existing channel; listings need a known status.
+    create_channel(&s, &admin, hook(json!({"url": "https://h.example/"}))).await;
+    let dup = s.client.post("/api/v1/channels", &admin, hook(json!({"url": "https://h.example/"}))).await;
+    assert_eq!(dup.status, StatusCode::CONFLICT, "{}", dup.text());
+    let r = s.client.post("/api/v1/channels/nope/test", &admin, json!({})).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+    let r = s.client.post("/api/v1/channels/h/test", &admin, json!({"severity": "dire"})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    let r = s.client.get("/api/v1/deliveries?status=lost", &admin).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    // A reader may list, not create.
+    let auditor = s.api_key("auditor");
+    assert_eq!(s.client.get("/api/v1/channels", &auditor).await.status, StatusCode::OK);
+    let r = s.client.post("/api/v1/channels", &auditor, hook(json!({"url": "https://v.example/"}))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
