@@ -199,7 +199,11 @@ impl Clock {
         Self { end_ms: start_ms.saturating_add(duration_ms), speed: speed.max(1.0) }
     }
 
-    #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss, reason = "run lengths are far below 2^52 ms")]
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_precision_loss,
+        reason = "run lengths are far below 2^52 ms"
+    )]
     fn at(&self, real_ms: i64) -> i64 {
         self.end_ms.saturating_sub((self.end_ms.saturating_sub(real_ms) as f64 * self.speed) as i64)
     }

@@ -514,7 +514,9 @@ async fn connection(
         let detector = state.detector.clone();
         async move {
             let obs = match event {
-                "connected" => Some(Observation::Connected { at_ms: fact.at_ms, ip: fact.source_ip.clone().unwrap_or_default() }),
+                "connected" => {
+                    Some(Observation::Connected { at_ms: fact.at_ms, ip: fact.source_ip.clone().unwrap_or_default() })
+                }
                 "disconnected" => Some(Observation::Disconnected {
                     at_ms: fact.at_ms,
                     duration_ms: duration_ms.unwrap_or(0),

@@ -309,7 +309,8 @@ pub async fn set_status<D: Db>(
     event(db, id, ctx.at_ms, kind, Some(&actor), note).await?;
     let action = format!("alert.{kind}");
     let after = json!({"status": a.status, "resolution": a.resolution, "note": note});
-    audit::append(db, ctx, &action, &format!("alert:{id}"), Some(json!({"status": from.as_str()})), Some(after)).await?;
+    audit::append(db, ctx, &action, &format!("alert:{id}"), Some(json!({"status": from.as_str()})), Some(after))
+        .await?;
     notify::enqueue(db, &notice(&action, &a, ctx.at_ms), &Targets::Routed, ctx.at_ms).await?;
     Ok(a)
 }

@@ -489,11 +489,15 @@ impl Store {
         note: Option<String>,
         ctx: AuditContext,
     ) -> Result<alerts::Alert, StoreError> {
-        write_op!(self, "alert.status", |c| alerts::set_status(c, &id, to, false_positive, note.as_deref(), &ctx)
-            .await)
+        write_op!(self, "alert.status", |c| alerts::set_status(c, &id, to, false_positive, note.as_deref(), &ctx).await)
     }
 
-    pub async fn suppress_alert(&self, id: String, until_ms: i64, ctx: AuditContext) -> Result<alerts::Alert, StoreError> {
+    pub async fn suppress_alert(
+        &self,
+        id: String,
+        until_ms: i64,
+        ctx: AuditContext,
+    ) -> Result<alerts::Alert, StoreError> {
         write_op!(self, "alert.suppress", |c| alerts::suppress(c, &id, until_ms, &ctx).await)
     }
 

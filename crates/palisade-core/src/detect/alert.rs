@@ -72,7 +72,13 @@ impl EscalationPolicy {
             }
             let Some(tier) = self.tiers.get(idx % n) else { return (steps, None) };
             // Tier 0 goes out at opening; a repeat waits for tier 0's delay (at least a minute).
-            let delay = if idx == 0 { 0 } else if idx % n == 0 { tier.after_ms.max(60_000) } else { tier.after_ms };
+            let delay = if idx == 0 {
+                0
+            } else if idx % n == 0 {
+                tier.after_ms.max(60_000)
+            } else {
+                tier.after_ms
+            };
             at = at.saturating_add(delay.max(0));
             if at > now_ms {
                 return (steps, Some(at));

@@ -85,12 +85,24 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Observation {
     Report(Box<Report>),
-    Connected { at_ms: i64, ip: String },
+    Connected {
+        at_ms: i64,
+        ip: String,
+    },
     /// A session ended; `by_device` when the device ended it (not a takeover, revocation or
     /// shutdown on our side); `graceful` when it said goodbye (MQTT DISCONNECT): a device that
     /// signed off is offline, not silent, until it is back.
-    Disconnected { at_ms: i64, duration_ms: i64, by_device: bool, graceful: bool },
-    Event { at_ms: i64, event: Event, detail: String },
+    Disconnected {
+        at_ms: i64,
+        duration_ms: i64,
+        by_device: bool,
+        graceful: bool,
+    },
+    Event {
+        at_ms: i64,
+        event: Event,
+        detail: String,
+    },
 }
 
 impl Observation {
@@ -340,14 +352,7 @@ fn signal(profile: &str, rule: &Rule, raised: bool, detail: String, at_ms: i64) 
 }
 
 /// Counts consecutive datapoints and decides whether the alarm is raised or cleared now.
-fn transition(
-    state: &mut DeviceState,
-    k: &str,
-    profile: &str,
-    rule: &Rule,
-    eval: Eval,
-    at_ms: i64,
-) -> Option<Signal> {
+fn transition(state: &mut DeviceState, k: &str, profile: &str, rule: &Rule, eval: Eval, at_ms: i64) -> Option<Signal> {
     let r = state.rules.entry(k.to_owned()).or_default();
     match eval {
         Eval::Silent => None,
@@ -411,7 +416,9 @@ fn field_values(r: &Report, field: SetField) -> Option<Vec<String>> {
 fn older_version(a: &str, b: &str) -> bool {
     let parts = |s: &str| -> Vec<(u64, String)> {
         s.split(['.', '-', '+'])
-            .map(|p| (p.parse::<u64>().unwrap_or(0), if p.parse::<u64>().is_ok() { String::new() } else { p.to_owned() }))
+            .map(|p| {
+                (p.parse::<u64>().unwrap_or(0), if p.parse::<u64>().is_ok() { String::new() } else { p.to_owned() })
+            })
             .collect()
     };
     parts(a) < parts(b)

@@ -202,7 +202,10 @@ pub enum Set {
 pub enum Shape {
     /// Within `radius_km` of `center`, or of the device's first fix when there is no centre
     /// (a stationary asset stays where it was installed).
-    Circle { center: Option<LatLon>, radius_km: f64 },
+    Circle {
+        center: Option<LatLon>,
+        radius_km: f64,
+    },
     Polygon(Vec<LatLon>),
 }
 
@@ -210,26 +213,60 @@ pub enum Shape {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Condition {
     /// A metric above (or below) a fixed value.
-    Threshold { metric: Metric, above: bool, value: f64 },
+    Threshold {
+        metric: Metric,
+        above: bool,
+        value: f64,
+    },
     /// A field's value in (or not in) a set: `in_set: false` is an allowlist.
-    Membership { field: SetField, in_set: bool, set: Set },
+    Membership {
+        field: SetField,
+        in_set: bool,
+        set: Set,
+    },
     /// A metric far above the device's own learned normal.
-    Baseline { metric: Metric, sensitivity: f64, warmup: u64, min_value: f64 },
+    Baseline {
+        metric: Metric,
+        sensitivity: f64,
+        warmup: u64,
+        min_value: f64,
+    },
     /// A metric above `factor` × the `percentile` of the devices the profile applies to.
-    FleetPercentile { metric: Metric, percentile: f64, factor: f64, min_devices: usize },
-    Geofence { shape: Shape },
+    FleetPercentile {
+        metric: Metric,
+        percentile: f64,
+        factor: f64,
+        min_devices: usize,
+    },
+    Geofence {
+        shape: Shape,
+    },
     /// Two consecutive fixes further apart than the device could have travelled.
-    ImpossibleTravel { max_kmh: f64, min_km: f64 },
+    ImpossibleTravel {
+        max_kmh: f64,
+        min_km: f64,
+    },
     /// The SIM (ICCID) moved to another modem (IMEI), or the modem got another SIM.
     SimBinding,
     /// No report for `factor` × the device's usual interval (at least `min_ms`).
-    Inactivity { factor: f64, min_ms: i64 },
+    Inactivity {
+        factor: f64,
+        min_ms: i64,
+    },
     /// `connects` or more connections within `window_ms`.
-    Flapping { connects: usize, window_ms: i64 },
+    Flapping {
+        connects: usize,
+        window_ms: i64,
+    },
     /// A session the device ended after less than `min_ms`.
-    SessionDuration { min_ms: i64 },
+    SessionDuration {
+        min_ms: i64,
+    },
     /// `count` or more failed logins within `window_ms`.
-    FailedLogins { count: u64, window_ms: i64 },
+    FailedLogins {
+        count: u64,
+        window_ms: i64,
+    },
     /// The same firmware version with another image digest than before.
     FirmwareIntegrity,
     /// An older firmware version than the device has run.
@@ -319,7 +356,8 @@ pub struct Profile {
 
 impl Profile {
     pub fn applies_to(&self, group: Option<&str>, model: Option<&str>) -> bool {
-        let matches = |list: &[String], v: Option<&str>| list.is_empty() || v.is_some_and(|v| list.iter().any(|x| x == v));
+        let matches =
+            |list: &[String], v: Option<&str>| list.is_empty() || v.is_some_and(|v| list.iter().any(|x| x == v));
         matches(&self.groups, group) && matches(&self.models, model)
     }
 }

@@ -106,10 +106,7 @@ fn membership_allowlists_and_denylists() {
 
 #[test]
 fn baseline_learns_within_an_hour_and_catches_exfiltration_but_not_the_day() {
-    let r = rule(
-        "exfil",
-        Condition::Baseline { metric: Metric::TxBps, sensitivity: 6.0, warmup: 30, min_value: 0.0 },
-    );
+    let r = rule("exfil", Condition::Baseline { metric: Metric::TxBps, sensitivity: 6.0, warmup: 30, min_value: 0.0 });
     let p = profile(vec![r]);
     let mut e = Engine::default();
     // A meter: ~40 B/s swinging 0.4x..1.6x over the day with ±20 % noise; two days of it.
@@ -178,7 +175,8 @@ fn geofence_around_the_first_fix_and_polygon() {
         ),
     ]);
     let mut e = Engine::default();
-    let at = |lat: f64, lon: f64| move |t| Report { fix: Some(Fix { at: LatLon { lat, lon }, acc_m: 20.0 }), ..report(t) };
+    let at =
+        |lat: f64, lon: f64| move |t| Report { fix: Some(Fix { at: LatLon { lat, lon }, acc_m: 20.0 }), ..report(t) };
     assert!(run(&mut e, &p, 0, 10, at(41.8781, -87.6298)).is_empty());
     // 2 km north: outside the 1 km fence, still in the area.
     let s = run(&mut e, &p, 10, 2, at(41.8961, -87.6298));
@@ -191,7 +189,8 @@ fn geofence_around_the_first_fix_and_polygon() {
 fn impossible_travel_between_fixes() {
     let p = profile(vec![rule("travel", Condition::ImpossibleTravel { max_kmh: 900.0, min_km: 5.0 })]);
     let mut e = Engine::default();
-    let at = |lat: f64, lon: f64| move |t| Report { fix: Some(Fix { at: LatLon { lat, lon }, acc_m: 10.0 }), ..report(t) };
+    let at =
+        |lat: f64, lon: f64| move |t| Report { fix: Some(Fix { at: LatLon { lat, lon }, acc_m: 10.0 }), ..report(t) };
     // Driving at 50 km/h is fine.
     assert!(run(&mut e, &p, 0, 1, at(41.8781, -87.6298)).is_empty());
     assert!(run(&mut e, &p, 1, 1, at(41.8856, -87.6298)).is_empty());
@@ -204,7 +203,8 @@ fn impossible_travel_between_fixes() {
 fn sim_binding_change_fires_once() {
     let p = profile(vec![rule("sim", Condition::SimBinding)]);
     let mut e = Engine::default();
-    let cell = |imei: &'static str| move |t| Report { iccid: Some("8914".into()), imei: Some(imei.into()), ..report(t) };
+    let cell =
+        |imei: &'static str| move |t| Report { iccid: Some("8914".into()), imei: Some(imei.into()), ..report(t) };
     assert!(run(&mut e, &p, 0, 5, cell("35847209")).is_empty());
     let s = run(&mut e, &p, 5, 5, cell("35332811"));
     assert_eq!(raised(&s), 1, "{s:?}");
@@ -243,7 +243,11 @@ fn flapping_and_short_sessions() {
     for i in 0..6 {
         let t = i * 20_000;
         all.extend(e.observe("d", &p, &Observation::Connected { at_ms: t, ip: "10.0.0.1".into() }));
-        all.extend(e.observe("d", &p, &Observation::Disconnected { at_ms: t + 5_000, duration_ms: 5_000, by_device: true, graceful: true }));
+        all.extend(e.observe(
+            "d",
+            &p,
+            &Observation::Disconnected { at_ms: t + 5_000, duration_ms: 5_000, by_device: true, graceful: true },
+        ));
     }
     assert!(all.iter().any(|s| s.rule == "flap" && s.raised), "{all:?}");
     assert!(all.iter().any(|s| s.rule == "short" && s.raised), "{all:?}");
@@ -251,7 +255,11 @@ fn flapping_and_short_sessions() {
     // Sessions we ended (takeover, revocation) do not count.
     let mut e = Engine::default();
     for i in 0..5 {
-        let s = e.observe("d", &p, &Observation::Disconnected { at_ms: i, duration_ms: 1, by_device: false, graceful: false });
+        let s = e.observe(
+            "d",
+            &p,
+            &Observation::Disconnected { at_ms: i, duration_ms: 1, by_device: false, graceful: false },
+        );
         assert!(s.is_empty());
     }
 }
@@ -261,7 +269,10 @@ fn failed_login_burst_over_a_window() {
     let p = profile(vec![rule("logins", Condition::FailedLogins { count: 20, window_ms: 10 * MIN })]);
     let mut e = Engine::default();
     // A mistyped password now and then is not a burst.
-    assert!(run(&mut e, &p, 0, 60, |t| Report { failed_logins: Some(u64::from(t % (7 * MIN) == 0)), ..report(t) }).is_empty());
+    assert!(
+        run(&mut e, &p, 0, 60, |t| Report { failed_logins: Some(u64::from(t % (7 * MIN) == 0)), ..report(t) })
+            .is_empty()
+    );
     let s = run(&mut e, &p, 60, 2, |t| Report { failed_logins: Some(120), ..report(t) });
     assert_eq!(raised(&s), 1, "{s:?}");
 }
@@ -362,9 +373,11 @@ fn any_observation() -> impl Strategy<Value = Observation> {
                 }))
             }),
         (any::<i64>()).prop_map(|at_ms| Observation::Connected { at_ms, ip: "10.0.0.1".into() }),
-        (any::<i64>(), any::<i64>(), any::<bool>(), any::<bool>()).prop_map(|(at_ms, duration_ms, by_device, graceful)| {
-            Observation::Disconnected { at_ms, duration_ms, by_device, graceful }
-        }),
+        (any::<i64>(), any::<i64>(), any::<bool>(), any::<bool>()).prop_map(
+            |(at_ms, duration_ms, by_device, graceful)| {
+                Observation::Disconnected { at_ms, duration_ms, by_device, graceful }
+            }
+        ),
     ]
 }
 

@@ -109,7 +109,8 @@ async fn respond(state: &AppState, device: &str, response: Response, alert: &str
         Response::Disconnect => {
             state.plane.disconnect(device);
             let after = serde_json::json!({"alert": alert, "action": "disconnect"});
-            if let Err(e) = state.store.record(system(), "response.disconnect", format!("device:{device}"), Some(after)).await
+            if let Err(e) =
+                state.store.record(system(), "response.disconnect", format!("device:{device}"), Some(after)).await
             {
                 tracing::error!(error = %e, "cannot audit a disconnect");
             }
@@ -185,7 +186,8 @@ async fn escalate_due(state: &AppState) -> Result<Option<i64>, palisade_store::S
     let now = now_ms();
     let mut next: Option<i64> = None;
     for a in state.store.open_alerts().await? {
-        let Some((min, policy)) = profiles.iter().find(|p| p.profile.name == a.profile).and_then(|p| p.escalation.as_ref())
+        let Some((min, policy)) =
+            profiles.iter().find(|p| p.profile.name == a.profile).and_then(|p| p.escalation.as_ref())
         else {
             continue;
         };

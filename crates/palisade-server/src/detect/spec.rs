@@ -45,7 +45,8 @@ struct Obj<'a> {
 
 impl<'a> Obj<'a> {
     fn new(path: &str, v: &'a Value) -> R<Self> {
-        let map = v.as_object().ok_or_else(|| bad(if path.is_empty() { "profile" } else { path }, "must be an object"))?;
+        let map =
+            v.as_object().ok_or_else(|| bad(if path.is_empty() { "profile" } else { path }, "must be an object"))?;
         Ok(Self { path: path.to_owned(), map, used: Vec::new() })
     }
 
@@ -158,7 +159,9 @@ fn set(field: &str, kind: SetKind, v: &Value) -> R<Set> {
                 .map(|(i, v)| {
                     let range = match v {
                         Value::Number(n) => n.as_u64().and_then(|p| u16::try_from(p).ok()).map(|p| (p, p)),
-                        Value::String(s) => s.split_once('-').and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?))),
+                        Value::String(s) => {
+                            s.split_once('-').and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+                        }
                         _ => None,
                     };
                     match range {
@@ -268,7 +271,9 @@ fn condition(o: &mut Obj<'_>, kind: &str) -> R<Condition> {
             window_ms: secs(o, "window_s", 600)?,
         },
         "session_duration" => Condition::SessionDuration { min_ms: secs(o, "min_s", 60)? },
-        "failed_logins" => Condition::FailedLogins { count: o.int("count", 20, 1, 1_000_000)?, window_ms: secs(o, "window_s", 600)? },
+        "failed_logins" => {
+            Condition::FailedLogins { count: o.int("count", 20, 1, 1_000_000)?, window_ms: secs(o, "window_s", 600)? }
+        }
         "firmware_integrity" => Condition::FirmwareIntegrity,
         "firmware_downgrade" => Condition::FirmwareDowngrade,
         "certificate_two_places" => Condition::CertificateTwoPlaces,
@@ -331,7 +336,8 @@ fn escalation(path: &str, v: &Value, profile: &str) -> R<(Severity, EscalationPo
     };
     let repeat = o.bool("repeat", false)?;
     let tiers_path = o.field("tiers");
-    let list = o.get("tiers").and_then(Value::as_array).ok_or_else(|| bad(&tiers_path, "is required: a list of tiers"))?;
+    let list =
+        o.get("tiers").and_then(Value::as_array).ok_or_else(|| bad(&tiers_path, "is required: a list of tiers"))?;
     if list.is_empty() || list.len() > 16 {
         return Err(bad(&tiers_path, "must hold 1 to 16 tiers"));
     }
@@ -403,11 +409,14 @@ mod tests {
         assert_eq!(p.profile.rules.len(), 8);
         assert_eq!(p.profile.rules[0].severity, Severity::Critical);
         assert_eq!(p.profile.rules[0].response, Response::Quarantine);
-        assert_eq!(p.profile.rules[1].condition, Condition::Membership {
-            field: SetField::ListeningPort,
-            in_set: false,
-            set: Set::Ports(vec![(443, 443), (8000, 8100)])
-        });
+        assert_eq!(
+            p.profile.rules[1].condition,
+            Condition::Membership {
+                field: SetField::ListeningPort,
+                in_set: false,
+                set: Set::Ports(vec![(443, 443), (8000, 8100)])
+            }
+        );
         let (min, policy) = p.escalation.unwrap();
         assert_eq!((min, policy.tiers.len(), policy.tiers[1].after_ms), (Severity::Critical, 2, 300_000));
     }
@@ -422,10 +431,14 @@ mod tests {
             err(with(json!({"id": "x", "kind": "threshold", "metric": "tx_bps", "op": ">"}))),
             "rules[0].value: is required and must be a number"
         );
-        assert!(err(with(json!({"id": "x", "kind": "threshold", "metric": "bogus", "op": ">", "value": 1})))
-            .starts_with("rules[0].metric: `bogus` is not one of: tx_bps"));
+        assert!(
+            err(with(json!({"id": "x", "kind": "threshold", "metric": "bogus", "op": ">", "value": 1})))
+                .starts_with("rules[0].metric: `bogus` is not one of: tx_bps")
+        );
         assert_eq!(
-            err(with(json!({"id": "x", "kind": "membership", "field": "destination", "op": "not_in", "set": ["10.0.0.0/99"]}))),
+            err(with(
+                json!({"id": "x", "kind": "membership", "field": "destination", "op": "not_in", "set": ["10.0.0.0/99"]})
+            )),
             "rules[0].set[0]: must be an address or a CIDR block"
         );
         assert_eq!(
@@ -441,7 +454,10 @@ mod tests {
             err(with(json!({"id": "x", "kind": "posture", "severity": "urgent"}))),
             "rules[0].severity: `urgent` is not one of: info, low, medium, high, critical"
         );
-        assert_eq!(err(with(json!({"id": "x", "kind": "geofence"}))), "rules[0].circle: give exactly one of circle or polygon");
+        assert_eq!(
+            err(with(json!({"id": "x", "kind": "geofence"}))),
+            "rules[0].circle: give exactly one of circle or polygon"
+        );
         assert_eq!(
             err(with(json!({"id": "x", "kind": "geofence", "polygon": [{"lat": 0, "lon": 0}]}))),
             "rules[0].polygon: must hold 3 to 1024 points"

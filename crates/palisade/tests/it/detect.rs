@@ -87,7 +87,11 @@ async fn every_attack_of_the_scenario_yields_its_alert_and_clean_devices_none() 
         let (device, kind) = (attack["device"].as_str().unwrap(), attack["kind"].as_str().unwrap());
         let want = expected[kind];
         let got = by_device.get(device).cloned().unwrap_or_default();
-        assert!(got.contains(want), "{kind} on {device}: expected {want}, got {got:?}\nall alerts: {}", Value::from(all.clone()));
+        assert!(
+            got.contains(want),
+            "{kind} on {device}: expected {want}, got {got:?}\nall alerts: {}",
+            Value::from(all.clone())
+        );
     }
     let attacked: BTreeSet<&str> = attacks.iter().map(|a| a["device"].as_str().unwrap()).collect();
     for clean in devices.iter().filter(|d| !attacked.contains(d.as_str())) {
@@ -300,13 +304,20 @@ async fn an_unacknowledged_critical_alert_escalates_to_tier_two_and_acknowledgin
     webhook(&s, &admin, "tier1", port, "/tier1", "info").await;
     webhook(&s, &admin, "tier2", port, "/tier2", "info").await;
     // Tier 1 hears of everything as it opens; tier 2 only of what is still unacknowledged 2 s later.
-    let r = s.client.put("/api/v1/profiles/posture", &admin, json!({
-        "groups": ["g"],
-        "escalation": {"min_severity": "critical", "tiers": [
-            {"after_s": 0, "channels": ["tier1"]}, {"after_s": 2, "channels": ["tier2"]}
-        ]},
-        "rules": [{"id": "debug", "kind": "posture", "severity": "critical"}]
-    })).await;
+    let r = s
+        .client
+        .put(
+            "/api/v1/profiles/posture",
+            &admin,
+            json!({
+                "groups": ["g"],
+                "escalation": {"min_severity": "critical", "tiers": [
+                    {"after_s": 0, "channels": ["tier1"]}, {"after_s": 2, "channels": ["tier2"]}
+                ]},
+                "rules": [{"id": "debug", "kind": "posture", "severity": "critical"}]
+            }),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let tmp = tempfile::tempdir().unwrap();
     let mut ids = Vec::new();
@@ -383,8 +394,11 @@ async fn bad_profiles_are_refused_with_the_field_and_the_reason() {
     // A bad profiles file stops the server at start with the file, the profile and the field.
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("profiles.toml");
-    std::fs::write(&file, "[[profile]]\nname = \"p\"\n[[profile.rules]]\nid = \"x\"\nkind = \"posture\"\nseverity = \"dire\"\n")
-        .unwrap();
+    std::fs::write(
+        &file,
+        "[[profile]]\nname = \"p\"\n[[profile.rules]]\nid = \"x\"\nkind = \"posture\"\nseverity = \"dire\"\n",
+    )
+    .unwrap();
     let out = std::process::Command::new(BIN)
         .args(["serve", "--data-dir"])
         .arg(tmp.path().join("data"))
