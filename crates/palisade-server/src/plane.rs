@@ -513,18 +513,7 @@ async fn connection(
         };
         let detector = state.detector.clone();
         async move {
-            let obs = match event {
-                "connected" => {
-                    Some(Observation::Connected { at_ms: fact.at_ms, ip: fact.source_ip.clone().unwrap_or_default() })
-                }
-                "disconnected" => Some(Observation::Disconnected {
-                    at_ms: fact.at_ms,
-                    duration_ms: duration_ms.unwrap_or(0),
-                    by_device: fact.detail.as_deref().is_some_and(ended_by_device),
-                    graceful: fact.detail.as_deref() == Some("client disconnected"),
-                }),
-                _ => None,
-            };
+            let obs = crate::detect::connection_observation(&fact);
             let device = fact.device_id.clone();
             if let Err(e) = store.record_connection(fact).await {
                 tracing::error!(error = %e, "cannot record a connection fact");
@@ -650,11 +639,6 @@ async fn connection(
         }
     }
     record("disconnected", reason.to_owned(), Some(now_ms() - started)).await;
-}
-
-/// Whether a session ended from the device's side (not a takeover, revocation or shutdown).
-fn ended_by_device(reason: &str) -> bool {
-    matches!(reason, "client disconnected" | "connection closed" | "keep-alive expired")
 }
 
 async fn admit(state: &AppState, device_id: &str, serial: &str) -> Result<bool, &'static str> {

@@ -584,6 +584,16 @@ impl Store {
         read_op!(self, "plane.messages", |c| plane::messages(c, device_id, kind, limit).await)
     }
 
+    /// A device's telemetry reports since `since_ms` (device time), oldest first.
+    pub async fn recent_reports(
+        &self,
+        device_id: &str,
+        since_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<plane::StoredReport>, StoreError> {
+        read_op!(self, "plane.recent_reports", |c| plane::recent_reports(c, device_id, since_ms, limit).await)
+    }
+
     /// The counters of a device's latest telemetry report.
     pub async fn last_counters(
         &self,

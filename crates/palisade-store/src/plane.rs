@@ -174,6 +174,52 @@ impl Metric {
     }
 }
 
+/// A stored telemetry report with the facts derived when it arrived (for rebuilding detection
+/// state at start).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredReport {
+    pub received_ms: i64,
+    pub at_ms: i64,
+    pub payload: String,
+    pub tx_bps: Option<f64>,
+    pub rx_bps: Option<f64>,
+    pub cpu_pct: Option<f64>,
+    pub mem_pct: Option<f64>,
+}
+
+/// A device's telemetry reports taken at or after `since_ms` (device time), oldest first, at
+/// most the newest `limit`.
+pub async fn recent_reports<D: Db>(
+    db: &mut D,
+    device_id: &str,
+    since_ms: i64,
+    limit: i64,
+) -> Result<Vec<StoredReport>, StoreError> {
+    let rows = db
+        .query(
+            "SELECT received_ms, at_ms, payload, tx_bps, rx_bps, cpu_pct, mem_pct FROM device_messages \
+             WHERE device_id = $1 AND at_ms >= $2 AND kind = 'telemetry' ORDER BY at_ms DESC LIMIT $3",
+            args![device_id, since_ms, limit],
+        )
+        .await?;
+    let mut out = rows
+        .iter()
+        .map(|r| {
+            Ok(StoredReport {
+                received_ms: r.int(0)?,
+                at_ms: r.int(1)?,
+                payload: r.text(2)?,
+                tx_bps: r.opt_real(3)?,
+                rx_bps: r.opt_real(4)?,
+                cpu_pct: r.opt_real(5)?,
+                mem_pct: r.opt_real(6)?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    out.reverse();
+    Ok(out)
+}
+
 /// One bucket of a downsampled series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bucket {

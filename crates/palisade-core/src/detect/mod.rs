@@ -255,6 +255,20 @@ impl Engine {
         self.devices.len()
     }
 
+    pub fn device_ids(&self) -> impl Iterator<Item = &String> {
+        self.devices.keys()
+    }
+
+    /// The server starts again at `now_ms` after rebuilding state from stored facts: absence
+    /// is counted from now, so a fleet that reconnects after a restart is not reported silent.
+    pub fn resume(&mut self, now_ms: i64) {
+        for state in self.devices.values_mut() {
+            if let Some(last) = &mut state.last_received_ms {
+                *last = (*last).max(now_ms);
+            }
+        }
+    }
+
     /// Forgets a device (decommissioned, or its rules changed).
     pub fn forget(&mut self, device: &str) {
         self.devices.remove(device);

@@ -231,6 +231,9 @@ fn inactivity_fires_by_deadline_and_clears_on_the_next_report() {
     assert_eq!(e.deadline("d", &p), None);
     run(&mut e, &p, 90, 1, report);
     assert!(e.deadline("d", &p).is_some());
+    // After a restart, silence counts from the restart.
+    e.resume(200 * MIN);
+    assert_eq!(e.deadline("d", &p), Some(205 * MIN));
 }
 
 #[test]

@@ -37,6 +37,13 @@ enum Input {
 /// ingestion rather than unbounded memory).
 const SHARD_QUEUE: usize = 8192;
 
+/// The shard that owns `device`, of `n`.
+fn shard_of(device: &str, n: usize) -> usize {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    device.hash(&mut h);
+    usize::try_from(h.finish() % n.max(1) as u64).unwrap_or(0)
+}
+
 /// The handle the device plane and the API use (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct Detector {
@@ -61,10 +68,7 @@ impl Detector {
     }
 
     fn shard(&self, device: &str) -> Option<&mpsc::Sender<Input>> {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        device.hash(&mut h);
-        let n = self.shards.len().max(1);
-        self.shards.get(usize::try_from(h.finish() % n as u64).unwrap_or(0))
+        self.shards.get(shard_of(device, self.shards.len()))
     }
 
     /// Something a device did (already durable where it is stored).
@@ -157,22 +161,120 @@ pub async fn start(
     let profiles = load_profiles(&state).await.map_err(|e| e.to_string())?;
     *state.profiles.write().unwrap_or_else(std::sync::PoisonError::into_inner) = profiles.clone();
     let (signals_tx, signals_rx) = mpsc::channel(SHARD_QUEUE);
+    let mut engines: Vec<Engine> = inputs.shards.iter().map(|_| Engine::default()).collect();
+    let started = std::time::Instant::now();
+    let replayed = replay(&state, &profiles, &mut engines).await.map_err(|e| format!("rebuilding detection: {e}"))?;
+    tracing::info!(devices = replayed, ms = started.elapsed().as_millis(), "detection state rebuilt from the store");
     let mut tasks = Vec::new();
-    for rx in inputs.shards {
-        let shard = Shard {
+    for (rx, mut engine) in inputs.shards.into_iter().zip(engines) {
+        engine.resume(now_ms());
+        let mut shard = Shard {
             state: state.clone(),
-            engine: Engine::default(),
+            engine,
             profiles: profiles.clone(),
             devices: HashMap::new(),
             timers: BTreeSet::new(),
             deadlines: HashMap::new(),
             signals: signals_tx.clone(),
         };
+        let ids: Vec<String> = shard.engine.device_ids().cloned().collect();
+        for id in ids {
+            if let Some(rules) = shard.rules(&id).await {
+                shard.reschedule(&id, &rules.profiles);
+            }
+        }
         tasks.push(tokio::spawn(shard.run(rx, shutdown.clone())));
     }
     tasks.push(tokio::spawn(alerts::run(state.clone(), signals_rx)));
     tasks.push(tokio::spawn(alerts::escalations(state, shutdown)));
     Ok(tasks)
+}
+
+/// How far back detection state is rebuilt from at start, and reports per device at most.
+const REPLAY_MS: i64 = 2 * 3_600_000;
+const REPLAY_REPORTS: i64 = 720;
+const REPLAY_CONNECTIONS: i64 = 200;
+
+/// Rebuilds each device's state from what is stored (the last two hours of reports and
+/// connections), in order, with the signals dropped: the alerts they stand for are stored
+/// already. Returns how many devices were replayed.
+async fn replay(
+    state: &AppState,
+    profiles: &[Arc<ParsedProfile>],
+    engines: &mut [Engine],
+) -> Result<usize, palisade_store::StoreError> {
+    if profiles.is_empty() || engines.is_empty() {
+        return Ok(0);
+    }
+    let since = now_ms().saturating_sub(REPLAY_MS);
+    let filter = palisade_store::devices::DeviceFilter::default();
+    let mut cursor: Option<palisade_core::DeviceId> = None;
+    let mut replayed = 0;
+    loop {
+        let page = state.store.list_devices(&filter, cursor.as_ref(), 1000).await?;
+        for d in &page.items {
+            let id = d.id.as_str();
+            let rules: Vec<Arc<Profile>> = profiles
+                .iter()
+                .filter(|p| p.profile.applies_to(d.attrs.group.as_deref(), Some(d.attrs.model.as_str())))
+                .map(|p| Arc::new(p.profile.clone()))
+                .collect();
+            if rules.is_empty() || d.state == palisade_core::LifecycleState::Decommissioned {
+                continue;
+            }
+            let mut facts: Vec<(i64, Observation)> = Vec::new();
+            for r in state.store.recent_reports(id, since, REPLAY_REPORTS).await? {
+                let Ok(t) = TelemetryV1::parse(r.payload.as_bytes()) else { continue };
+                let stored = TelemetryFacts {
+                    tx_bps: r.tx_bps,
+                    rx_bps: r.rx_bps,
+                    cpu_pct: r.cpu_pct,
+                    mem_pct: r.mem_pct,
+                    ..TelemetryFacts::default()
+                };
+                facts.push((r.received_ms, Observation::Report(Box::new(report(&t, r.at_ms, r.received_ms, &stored)))));
+            }
+            for c in state.store.connections(id, i64::MAX, REPLAY_CONNECTIONS).await? {
+                if c.at_ms >= since
+                    && let Some(obs) = connection_observation(&c)
+                {
+                    facts.push((c.at_ms, obs));
+                }
+            }
+            if facts.is_empty() {
+                continue;
+            }
+            facts.sort_by_key(|(at, _)| *at);
+            let n = engines.len();
+            if let Some(engine) = engines.get_mut(shard_of(id, n)) {
+                for (_, obs) in &facts {
+                    engine.observe(id, &rules, obs);
+                }
+                replayed += 1;
+            }
+        }
+        match page.next.as_deref().map(str::parse::<palisade_core::DeviceId>) {
+            Some(Ok(next)) => cursor = Some(next),
+            _ => break,
+        }
+    }
+    Ok(replayed)
+}
+
+/// What a connection fact tells detection: a connection, or a session that ended.
+pub fn connection_observation(f: &palisade_store::plane::ConnectionFact) -> Option<Observation> {
+    let reason = f.detail.as_deref().unwrap_or("");
+    match f.event.as_str() {
+        "connected" => Some(Observation::Connected { at_ms: f.at_ms, ip: f.source_ip.clone().unwrap_or_default() }),
+        "disconnected" => Some(Observation::Disconnected {
+            at_ms: f.at_ms,
+            duration_ms: f.duration_ms.unwrap_or(0),
+            // Not a takeover, a revocation or a shutdown on our side.
+            by_device: matches!(reason, "client disconnected" | "connection closed" | "keep-alive expired"),
+            graceful: reason == "client disconnected",
+        }),
+        _ => None,
+    }
 }
 
 /// A signal with the device it is about.

@@ -410,3 +410,42 @@ async fn bad_profiles_are_refused_with_the_field_and_the_reason() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("profile[0].rules[0].severity: `dire` is not one of"), "{err}");
 }
+
+#[tokio::test]
+async fn learned_state_survives_a_restart() {
+    let mut s = Server::start().await;
+    let admin = s.api_key("admin");
+    let profile = json!({"groups": ["g"], "rules": [{
+        "id": "exfil", "kind": "baseline", "metric": "tx_bps", "warmup": 8, "severity": "high"
+    }]});
+    assert_eq!(s.client.put("/api/v1/profiles/meters", &admin, profile).await.status, StatusCode::OK);
+    let tmp = tempfile::tempdir().unwrap();
+    let (id, cert, key) = crate::mqtt::enrolled(&s, &admin, tmp.path(), "restart").await;
+    let topic = format!("devices/{id}/telemetry");
+    let mut tx = 1_000_000u64;
+    {
+        let (client, mut events) = device_session(&s, tmp.path(), &id, &cert, &key);
+        for i in 0..12u64 {
+            tx += 400;
+            assert!(publish_acked(&client, &mut events, &topic, report(i * 10, tx)).await);
+        }
+        let _ = client.disconnect().await;
+    }
+    // The baseline learned before the restart is rebuilt from the stored reports: the first
+    // spike after it alarms (a fresh baseline would still be warming up).
+    assert!(s.terminate().await.success());
+    let dir = s.dir.clone();
+    let s2 = Server::start_in(&dir, Backend::Sqlite).await;
+    let (client, mut events) = device_session(&s2, tmp.path(), &id, &cert, &key);
+    tx += 2_000_000;
+    assert!(publish_acked(&client, &mut events, &topic, report(120, tx)).await);
+    let mut found = Value::Null;
+    for _ in 0..100 {
+        found = s2.client.get(&format!("/api/v1/alerts?device={id}"), &admin).await.json();
+        if !found.as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(found[0]["rule"], "exfil", "{found}");
+}
