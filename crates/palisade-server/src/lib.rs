@@ -199,7 +199,7 @@ async fn checkpoints(store: Store, every: Duration, mut shutdown: watch::Receive
     }
 }
 
-/// Hourly: re-issue the CRL (before its nextUpdate) and run the certificate checks.
+/// Hourly: re-issue the CRL (before its nextUpdate) and run the fleet audit checks.
 async fn hourly(state: AppState, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -211,8 +211,8 @@ async fn hourly(state: AppState, mut shutdown: watch::Receiver<bool>) {
                 if let Err(e) = state.pki.refresh_crl(&state.store).await {
                     tracing::error!(error = %e, "cannot re-issue the CRL");
                 }
-                if let Err(e) = checks::certificate_checks(&state).await {
-                    tracing::error!(error = %e, "certificate checks failed");
+                if let Err(e) = checks::fleet_checks(&state).await {
+                    tracing::error!(error = %e, "fleet audit checks failed");
                 }
             }
         }

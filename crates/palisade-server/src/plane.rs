@@ -137,6 +137,11 @@ impl Plane {
     pub fn connected(&self) -> usize {
         self.lock().len()
     }
+
+    /// The live sessions as (device, certificate serial), for the audit checks.
+    pub fn live_sessions(&self) -> Vec<(String, String)> {
+        self.lock().iter().map(|(device, live)| (device.clone(), live.serial.clone())).collect()
+    }
 }
 
 /// Accepts MQTT connections until `shutdown`.

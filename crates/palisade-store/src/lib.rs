@@ -835,6 +835,47 @@ fn _store_future_is_send(s: &Store, f: &DeviceFilter) -> BoxFuture<'static, ()> 
     })
 }
 
+// Fleet audit checks.
+
+pub mod fleet_checks;
+
+impl Store {
+    /// One page of the devices that are not decommissioned (ids after `after`), with their last
+    /// message, last connection and reported firmware.
+    pub async fn fleet_devices(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<fleet_checks::FleetDevice>, StoreError> {
+        read_op!(self, "checks.devices", |c| fleet_checks::devices_page(c, after.as_deref(), limit).await)
+    }
+
+    /// Of these certificate serials, the revoked ones, as (serial, device).
+    pub async fn revoked_among(&self, serials: Vec<String>) -> Result<Vec<(String, String)>, StoreError> {
+        read_op!(self, "checks.revoked", |c| fleet_checks::revoked_among(c, &serials).await)
+    }
+
+    /// Every channel's dead letters since `since_ms` and its `last_n` latest outcomes.
+    pub async fn channel_health(
+        &self,
+        since_ms: i64,
+        last_n: usize,
+    ) -> Result<Vec<fleet_checks::ChannelHealth>, StoreError> {
+        read_op!(self, "checks.channels", |c| fleet_checks::channel_health(c, since_ms, last_n).await)
+    }
+
+    /// Records findings `(kind, device, detail)`, except those recorded at or after
+    /// `fresh_since_ms`; each as stored (a repeat as its earlier record).
+    pub async fn record_findings(
+        &self,
+        found: Vec<(String, Option<String>, String)>,
+        fresh_since_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<Finding>, StoreError> {
+        write_op!(self, "finding.record", |c| fleet_checks::record(c, &found, fresh_since_ms, now_ms).await)
+    }
+}
+
 // Notifications.
 
 pub mod notify;

@@ -175,11 +175,8 @@ pub struct DeviceState {
 }
 
 impl DeviceState {
-    /// The usual interval between reports, once a few are known.
+    /// The usual interval between reports (the median of the recent ones), once one is known.
     fn usual_interval(&self) -> Option<i64> {
-        if self.gaps.len() < 3 {
-            return None;
-        }
         let mut g: Vec<i64> = self.gaps.iter().copied().collect();
         g.sort_unstable();
         g.get(g.len() / 2).copied()

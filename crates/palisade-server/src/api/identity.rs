@@ -9,12 +9,14 @@ use palisade_proto::{
     CertificateView, EnrollmentToken, EnrollmentTokenRequest, ErrorBody, FindingView, ImportResult,
     ManufacturerCaCreate, ManufacturerCaView, RevokeRequest, SystemEndpoints,
 };
-use palisade_store::identity::{CertRecord, ManufacturerCa};
+use palisade_store::identity::{CertRecord, Finding, ManufacturerCa};
+use serde::Deserialize;
+use utoipa::IntoParams;
 use x509_parser::prelude::FromDer as _;
 
 use super::convert::rfc3339;
 use super::error::ApiError;
-use super::extract::{ApiJson, Caller, OptionalJson, body_bytes};
+use super::extract::{ApiJson, ApiQuery, Caller, OptionalJson, body_bytes};
 use crate::{AppState, auth, now_ms};
 
 fn cert_view(c: &CertRecord) -> CertificateView {
@@ -203,42 +205,46 @@ pub async fn allow_serials(
     Ok((StatusCode::CREATED, Json(ImportResult { imported })))
 }
 
-/// Findings from certificate and fleet checks (shared keys, expiring certificates…).
-#[utoipa::path(get, path = "/api/v1/findings", tag = "pki", responses((status = 200, body = Vec<FindingView>)))]
-pub async fn findings(State(state): State<AppState>) -> Result<Json<Vec<FindingView>>, ApiError> {
-    Ok(Json(
-        state
-            .store
-            .findings(None)
-            .await?
-            .into_iter()
-            .map(|f| FindingView {
-                id: f.id,
-                kind: f.kind,
-                device_id: f.device_id,
-                detail: f.detail,
-                created_at: rfc3339(f.created_ms),
-            })
-            .collect(),
-    ))
+fn finding_view(f: Finding) -> FindingView {
+    FindingView { id: f.id, kind: f.kind, device_id: f.device_id, detail: f.detail, created_at: rfc3339(f.created_ms) }
 }
 
-/// Run the certificate audit checks now (they also run every hour).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FindingQuery {
+    /// Only findings of this kind (`no_owner`, `outdated_firmware`, `shared_key`…).
+    kind: Option<String>,
+}
+
+/// Findings from certificate and fleet checks (shared keys, expiring certificates…), newest
+/// first (the latest 1000).
+#[utoipa::path(get, path = "/api/v1/findings", tag = "pki", params(FindingQuery),
+    responses((status = 200, body = Vec<FindingView>), (status = 400, body = ErrorBody)))]
+pub async fn findings(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<FindingQuery>,
+) -> Result<Json<Vec<FindingView>>, ApiError> {
+    let kind = q.kind.map(|k| palisade_core::validate::required_text("kind", &k, 64)).transpose()?;
+    Ok(Json(state.store.findings(kind.as_deref()).await?.into_iter().map(finding_view).collect()))
+}
+
+/// Run the certificate audit checks now (they also run every hour, with the fleet checks). A
+/// finding already recorded in the last 24 h is returned as recorded then, not recorded again.
 #[utoipa::path(post, path = "/api/v1/pki/audit", tag = "pki", responses((status = 200, body = Vec<FindingView>)))]
 pub async fn run_audit(State(state): State<AppState>) -> Result<Json<Vec<FindingView>>, ApiError> {
     let found = crate::checks::certificate_checks(&state).await?;
-    Ok(Json(
-        found
-            .into_iter()
-            .map(|(kind, device_id, detail)| FindingView {
-                id: String::new(),
-                kind,
-                device_id,
-                detail,
-                created_at: rfc3339(now_ms()),
-            })
-            .collect(),
-    ))
+    Ok(Json(found.into_iter().map(finding_view).collect()))
+}
+
+/// Run every fleet audit check now (they also run every hour): certificates, revoked
+/// certificates still connected, outdated firmware, devices without owner or silent for 30
+/// days, accounts missing a required MFA, failing notification channels. A finding already
+/// recorded in the last 24 h is returned as recorded then, not recorded again.
+#[utoipa::path(post, path = "/api/v1/audit-checks", tag = "pki", responses((status = 200, body = Vec<FindingView>)))]
+pub async fn run_checks(State(state): State<AppState>) -> Result<Json<Vec<FindingView>>, ApiError> {
+    let found = crate::checks::run_fleet_checks(&state).await?;
+    Ok(Json(found.into_iter().map(finding_view).collect()))
 }
 
 /// Where devices connect.

@@ -96,6 +96,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(identity::allow_serials))
         .routes(routes!(identity::findings))
         .routes(routes!(identity::run_audit))
+        .routes(routes!(identity::run_checks))
         .routes(routes!(identity::endpoints))
         .routes(routes!(notify::create_channel, notify::list_channels))
         .routes(routes!(notify::test_channel))

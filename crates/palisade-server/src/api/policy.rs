@@ -99,6 +99,7 @@ pub const POLICIES: &[(&str, &str, Policy)] = &[
     ("GET", "/api/v1/deliveries", perm(AlertsRead)),
     ("POST", "/api/v1/deliveries/{id}/retry", perm(RulesManage)),
     ("POST", "/api/v1/pki/audit", perm(PkiRevoke)),
+    ("POST", "/api/v1/audit-checks", perm(SystemManage)),
     ("GET", "/api/v1/system/endpoints", Authenticated),
 ];
 

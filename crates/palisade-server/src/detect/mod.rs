@@ -121,29 +121,41 @@ async fn load_profiles(state: &AppState) -> Result<Arc<Vec<Arc<ParsedProfile>>>,
     Ok(Arc::new(out))
 }
 
-/// Stores the profiles of a TOML file (`[[profile]]` tables), each validated first: a file with
-/// one bad profile changes nothing, and the error names the profile's place and the field.
+/// Parses a profiles file (TOML, `[[profile]]` tables in the API's JSON shape): every profile
+/// as written (JSON) and parsed, or the first error with the profile's place and the field.
+pub fn parse_profiles_toml(text: &str) -> Result<Vec<(serde_json::Value, ParsedProfile)>, String> {
+    let doc: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+    if let Some(k) = doc.keys().find(|k| *k != "profile") {
+        return Err(format!("unknown key `{k}` (profiles go in [[profile]] tables)"));
+    }
+    let json = serde_json::to_value(&doc).map_err(|e| e.to_string())?;
+    let list = json.get("profile").and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
+    list.into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let p = spec::parse(&v).map_err(|e| format!("profile[{i}].{e}"))?;
+            Ok((v, p))
+        })
+        .collect()
+}
+
+/// Stores the profiles of a file, each validated first: a file with one bad profile changes
+/// nothing, and the error names the file, the profile's place and the field.
 pub async fn install_file(state: &AppState, path: &std::path::Path) -> Result<usize, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let doc: toml::Table = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let json = serde_json::to_value(&doc).map_err(|e| format!("{}: {e}", path.display()))?;
-    if let Some(k) = doc.keys().find(|k| *k != "profile") {
-        return Err(format!("{}: unknown key `{k}` (profiles go in [[profile]] tables)", path.display()));
-    }
-    let list = json.get("profile").and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
-    let mut parsed = Vec::new();
-    for (i, v) in list.iter().enumerate() {
-        let p = spec::parse(v).map_err(|e| format!("{}: profile[{i}].{e}", path.display()))?;
-        parsed.push((p.profile.name, v.to_string()));
-    }
+    let parsed = parse_profiles_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let ctx = palisade_store::audit::AuditContext {
         actor: palisade_core::audit::Actor::Local { what: format!("profiles file {}", path.display()) },
         source_ip: None,
         at_ms: now_ms(),
     };
     let n = parsed.len();
-    for (name, spec) in parsed {
-        state.store.put_profile(name, spec, "config", ctx.clone()).await.map_err(|e| e.to_string())?;
+    for (spec, p) in parsed {
+        state
+            .store
+            .put_profile(p.profile.name, spec.to_string(), "config", ctx.clone())
+            .await
+            .map_err(|e| e.to_string())?;
     }
     Ok(n)
 }

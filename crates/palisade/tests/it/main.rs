@@ -10,6 +10,7 @@ mod access;
 mod agent;
 mod api;
 mod audit;
+mod checks;
 mod detect;
 mod durability;
 mod encryption;
