@@ -21,6 +21,9 @@ use palisade_store::plane::TelemetryFacts;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
+/// A simulated device: its id, behaviour, rules and previous counters.
+type Simulated = (String, VirtualDevice, Vec<Arc<Profile>>, Option<CounterSample>);
+
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let devices: usize = args.next().map_or(Ok(1000), |a| a.parse())?;
@@ -36,7 +39,7 @@ fn main() -> anyhow::Result<()> {
         (0..devices).filter_map(|i| scenario.for_device(i).first().map(|a| (i, a.kind))).collect();
 
     let start_ms: i64 = 1_795_000_000_000;
-    let mut fleet: Vec<(String, VirtualDevice, Vec<Arc<Profile>>, Option<CounterSample>)> = (0..devices)
+    let mut fleet: Vec<Simulated> = (0..devices)
         .map(|i| {
             let kind = DeviceProfile::for_index(i);
             let model = serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned));
