@@ -2,8 +2,10 @@
 //! telemetry flat out; reports acknowledged messages per second and PUBACK latency. It speaks
 //! plain MQTT 3.1.1 over TLS 1.3, so it measures any broker the same way (Palisade, Mosquitto).
 //!
-//! `mqtt_load HOST PORT CA_PEM DEVICE_DIR SECONDS` (measured after a 2 s warm-up) — DEVICE_DIR
-//! holds `<device id>.pem` and `<device id>.key` per device; the client id is the device id.
+//! `mqtt_load HOST PORT CA_PEM DEVICE_DIR SECONDS [RATE]` (measured after a 2 s warm-up) —
+//! DEVICE_DIR holds `<device id>.pem` and `<device id>.key` per device; the client id is the
+//! device id. With RATE, the connections together publish that many messages per second
+//! instead of flat out.
 //! See `scripts/bench-mqtt.sh`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -40,8 +42,8 @@ const WARMUP: Duration = Duration::from_secs(2);
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 6 {
-        eprintln!("usage: mqtt_load HOST PORT CA_PEM DEVICE_DIR SECONDS");
+    if args.len() != 6 && args.len() != 7 {
+        eprintln!("usage: mqtt_load HOST PORT CA_PEM DEVICE_DIR SECONDS [RATE]");
         std::process::exit(2);
     }
     let (host, port, ca, dir, secs) = (
@@ -56,6 +58,8 @@ async fn main() {
         .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".pem").map(String::from))
         .collect();
     ids.sort();
+    // Each connection's interval between publishes at the requested total rate.
+    let every = args.get(6).map(|r| Duration::from_secs_f64(ids.len() as f64 / r.parse::<f64>().unwrap()));
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     let started = Instant::now();
@@ -71,7 +75,15 @@ async fn main() {
         let topic = format!("devices/{id}/telemetry");
         tokio::spawn(async move {
             let mut seq = 0u64;
+            let mut pace = every.map(|e| {
+                let mut i = tokio::time::interval(e);
+                i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                i
+            });
             while !publishing.load(Ordering::Relaxed) {
+                if let Some(p) = &mut pace {
+                    p.tick().await;
+                }
                 seq += 1;
                 let payload = format!(
                     r#"{{"v":1,"seq":{seq},"net":{{"tx_bytes":{},"rx_bytes":{}}},"sys":{{"cpu_pct":12.5}}}}"#,

@@ -33,9 +33,22 @@ const FLEET: &[Sample] = &[
 
 /// The attacks the demo's simulated fleet acts out.
 const SCENARIO: &str = include_str!("../../../examples/scenarios/demo.toml");
+/// The security profiles that watch the simulated fleet.
+const PROFILES: &str = include_str!("../../../examples/profiles/fleet.toml");
 
-pub async fn run(config: Config, simulated: usize) -> anyhow::Result<ExitCode> {
+pub async fn run(mut config: Config, simulated: usize) -> anyhow::Result<ExitCode> {
     let data_dir = config.data_dir.clone().context("demo needs a data directory")?;
+    if config.detection.profiles_file.is_none() {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&data_dir)
+            .with_context(|| format!("{}", data_dir.display()))?;
+        let path = data_dir.join("profiles.toml");
+        std::fs::write(&path, PROFILES).with_context(|| format!("{}", path.display()))?;
+        config.detection.profiles_file = Some(path);
+    }
     let running = palisade_server::start(config).await.context("cannot start the demo server")?;
     println!("{}", crate::listening_line(&running));
     let ctx = || AuditContext { actor: bootstrap::local_actor("demo"), source_ip: None, at_ms: now_ms() };
@@ -103,6 +116,7 @@ pub async fn run(config: Config, simulated: usize) -> anyhow::Result<ExitCode> {
         "\nPalisade demo is running.\n\n  API:       {url}/api/v1/\n  CA:        {ca}\n  Admin key: {key} (valid 24 h)\n  Sign in:   user admin, one-time password in {pw} \
          (the first sign-in changes it and enrols MFA)\n\n\
          Try:\n  curl --cacert {ca} -H 'Authorization: Bearer {key}' '{url}/api/v1/devices?state=quarantined'\n  \
+         curl --cacert {ca} -H 'Authorization: Bearer {key}' '{url}/api/v1/alerts?status=open'\n  \
          curl --cacert {ca} -H 'Authorization: Bearer {key}' '{url}/api/v1/audit?limit=5'\n\n\
          {simulated} simulated devices (group \"sim\") report every 10 s; from minute 2 a few of them act out \
          attacks (examples/scenarios/demo.toml).\n\
