@@ -26,6 +26,9 @@ pub struct ChannelCreate {
     pub groups: Vec<String>,
     /// Default true.
     pub enabled: Option<bool>,
+    /// Default true: receives notices routed by `min_severity` and `groups`. False: only the
+    /// escalation tiers that name it (an on-call pager hears only of what nobody acknowledged).
+    pub routed: Option<bool>,
 }
 
 // Every kind also takes `timeout_ms`, `retry_base_ms`, `max_attempts` and `concurrency`.
@@ -50,9 +53,9 @@ pub struct WebhookConfig {
 }
 
 /// `kind = "http_template"`: a templated request for SMS and chat providers. Placeholders:
-/// `{{alert.id}}`, `{{alert.severity}}`, `{{alert.device_id}}`, `{{alert.title}}`,
-/// `{{alert.detail}}`, `{{event}}` in the body (JSON-escaped when the content type is JSON,
-/// form-encoded when it is `application/x-www-form-urlencoded`); `{{secret}}` in the URL and
+/// `{{alert.id}}`, `{{alert.severity}}`, `{{alert.device_id}}`, `{{alert.title}}`, `{{alert.detail}}`
+/// (from the notice's `data`) and `{{event}}` in the body (JSON-escaped when the content type is
+/// JSON, form-encoded when it is `application/x-www-form-urlencoded`); `{{secret}}` in the URL and
 /// header values.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -120,6 +123,8 @@ pub struct ChannelView {
     pub min_severity: String,
     pub groups: Vec<String>,
     pub enabled: bool,
+    /// False: only escalation tiers that name it.
+    pub routed: bool,
     /// Whether a secret is stored (never shown after creation).
     pub has_secret: bool,
     pub created_at: String,

@@ -199,8 +199,10 @@ impl Worker {
         };
         self.metrics.notify_deliveries.get_or_create(&DeliveryLabels { kind, outcome: label }).inc();
         if let Err(e) = self.store.delivery_done(delivery.id.clone(), outcome, now).await {
-            // It stays pending and goes out again: at least once.
+            // It stays pending and goes out again (at least once); holding its place in flight a
+            // while keeps a failing store from turning into a stream of repeats.
             tracing::error!(delivery = %delivery.id, error = %e, "cannot record a delivery attempt");
+            tokio::time::sleep(Duration::from_millis(STORE_RETRY_MS.unsigned_abs())).await;
         }
     }
 }

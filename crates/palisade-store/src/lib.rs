@@ -922,9 +922,14 @@ impl Store {
         write_op!(self, "notify.channel_test", |c| notify::test_channel(c, &channel, &notice, &ctx).await)
     }
 
-    /// Pending deliveries due at `now_ms`, longest-waiting first, with channel and secret.
-    pub async fn due_deliveries(&self, now_ms: i64, limit: usize) -> Result<Vec<notify::DueDelivery>, StoreError> {
-        read_op!(self, "notify.due", |c| notify::due(c, &self.keys, now_ms, limit).await)
+    /// Pending deliveries due at `now_ms`, longest-waiting first, with channel and secret; at
+    /// most `per_channel` of each channel.
+    pub async fn due_deliveries(
+        &self,
+        now_ms: i64,
+        per_channel: usize,
+    ) -> Result<Vec<notify::DueDelivery>, StoreError> {
+        read_op!(self, "notify.due", |c| notify::due(c, &self.keys, now_ms, per_channel).await)
     }
 
     /// When the next pending delivery falls due after `after_ms`.

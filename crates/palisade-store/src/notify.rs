@@ -104,6 +104,9 @@ pub struct NewChannel {
     /// Device groups whose notices it receives; empty = every group.
     pub groups: Vec<String>,
     pub enabled: bool,
+    /// Receives notices routed by severity and group; when false, only escalation tiers that
+    /// name it (an on-call pager that should hear of what nobody acknowledged, not of everything).
+    pub routed: bool,
 }
 
 /// A channel as stored (without its secret).
@@ -117,6 +120,7 @@ pub struct Channel {
     pub min_severity: String,
     pub groups: Vec<String>,
     pub enabled: bool,
+    pub routed: bool,
     pub created_ms: i64,
 }
 
@@ -126,11 +130,11 @@ impl Channel {
         let severe =
             matches!((severity_rank(severity), severity_rank(&self.min_severity)), (Some(s), Some(m)) if s >= m);
         let in_group = self.groups.is_empty() || group.is_some_and(|g| self.groups.iter().any(|x| x == g));
-        self.enabled && severe && in_group
+        self.enabled && self.routed && severe && in_group
     }
 }
 
-const CHANNEL_COLUMNS: &str = "id, name, kind, config, secret, min_severity, groups, enabled, created_ms";
+const CHANNEL_COLUMNS: &str = "id, name, kind, config, secret, min_severity, groups, enabled, created_ms, routed";
 
 fn decode_channel(r: &Row, at: usize) -> Result<(Channel, Option<Vec<u8>>), StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("channel {what}"));
@@ -149,6 +153,7 @@ fn decode_channel(r: &Row, at: usize) -> Result<(Channel, Option<Vec<u8>>), Stor
             groups,
             enabled: r.int(at + 7)? != 0,
             created_ms: r.int(at + 8)?,
+            routed: r.int(at + 9)? != 0,
         },
         sealed,
     ))
@@ -213,7 +218,7 @@ pub async fn create_channel<D: Db>(
     let sealed = new.secret.as_ref().map(|s| keys.seal_text(s.expose(), &secret_aad(&id))).transpose()?;
     let groups_json = serde_json::to_string(&groups).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     db.exec(
-        &format!("INSERT INTO channels ({CHANNEL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
+        &format!("INSERT INTO channels ({CHANNEL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
         args![
             &id,
             &name,
@@ -223,7 +228,8 @@ pub async fn create_channel<D: Db>(
             &new.min_severity,
             groups_json,
             i64::from(new.enabled),
-            ctx.at_ms
+            ctx.at_ms,
+            i64::from(new.routed)
         ],
     )
     .await?;
@@ -236,6 +242,7 @@ pub async fn create_channel<D: Db>(
         Some(json!({
             "name": name, "kind": new.kind.as_str(), "config": audited_config(&new.config),
             "secret": sealed.is_some(), "min_severity": new.min_severity, "groups": groups, "enabled": new.enabled,
+            "routed": new.routed,
         })),
     )
     .await?;
@@ -248,6 +255,7 @@ pub async fn create_channel<D: Db>(
         min_severity: new.min_severity.clone(),
         groups,
         enabled: new.enabled,
+        routed: new.routed,
         created_ms: ctx.at_ms,
     })
 }
@@ -279,9 +287,9 @@ pub struct Notice {
     pub group: Option<String>,
     /// `critical`, `high`, `medium`, `low` or `info`.
     pub severity: String,
-    /// The JSON event delivered, already serialized. Templates read `alert.id`,
-    /// `alert.severity`, `alert.device_id`, `alert.title`, `alert.detail` (and CEF
-    /// `alert.rule`) from it.
+    /// The JSON event delivered, already serialized: `{"type", "timestamp_ms", "data": {…}}`.
+    /// Templates' `{{alert.id}}`, `{{alert.severity}}`, `{{alert.device_id}}`, `{{alert.title}}`,
+    /// `{{alert.detail}}` (and CEF's rule) read `data.id`, `data.severity`… from it.
     pub body: String,
 }
 
@@ -432,17 +440,25 @@ pub struct DueDelivery {
     pub secret: Option<ChannelSecret>,
 }
 
-/// Pending deliveries due at `now_ms`, longest-waiting first, with their channels.
-pub async fn due<D: Db>(db: &mut D, keys: &Keyring, now_ms: i64, limit: usize) -> Result<Vec<DueDelivery>, StoreError> {
+/// Pending deliveries due at `now_ms`, longest-waiting first, with their channels: at most
+/// `per_channel` of each channel, so that one channel's backlog never hides another's.
+pub async fn due<D: Db>(
+    db: &mut D,
+    keys: &Keyring,
+    now_ms: i64,
+    per_channel: usize,
+) -> Result<Vec<DueDelivery>, StoreError> {
     let channel_columns: Vec<String> = CHANNEL_COLUMNS.split(", ").map(|c| format!("c.{c}")).collect();
     let rows = db
         .query(
             &format!(
-                "SELECT {DELIVERY_COLUMNS}, {} FROM deliveries d JOIN channels c ON c.id = d.channel_id \
-                 WHERE d.status = 'pending' AND d.next_attempt_ms <= $1 ORDER BY d.next_attempt_ms, d.id LIMIT $2",
+                "SELECT {DELIVERY_COLUMNS}, {} FROM ( \
+                   SELECT d.*, row_number() OVER (PARTITION BY d.channel_id ORDER BY d.next_attempt_ms, d.id) AS nth \
+                   FROM deliveries d WHERE d.status = 'pending' AND d.next_attempt_ms <= $1 \
+                 ) d JOIN channels c ON c.id = d.channel_id WHERE d.nth <= $2 ORDER BY d.next_attempt_ms, d.id",
                 channel_columns.join(", ")
             ),
-            args![now_ms, i64::try_from(limit).unwrap_or(i64::MAX)],
+            args![now_ms, i64::try_from(per_channel).unwrap_or(i64::MAX)],
         )
         .await?;
     rows.iter()
@@ -597,6 +613,7 @@ mod tests {
             min_severity: min.into(),
             groups: groups.iter().map(|g| (*g).to_owned()).collect(),
             enabled,
+            routed: true,
             created_ms: 0,
         }
     }
@@ -613,6 +630,8 @@ mod tests {
         assert!(!north.accepts("critical", Some("south")));
         assert!(!north.accepts("critical", None), "a notice without a group only reaches unfiltered channels");
         assert!(!channel("info", &[], false).accepts("critical", None));
+        let pager = Channel { routed: false, ..channel("info", &[], true) };
+        assert!(!pager.accepts("critical", None), "escalation-only channels are named, never routed to");
     }
 
     #[test]

@@ -74,6 +74,7 @@ fn channel(name: &str, min_severity: &str, groups: &[&str]) -> NewChannel {
         min_severity: min_severity.into(),
         groups: groups.iter().map(|g| (*g).to_owned()).collect(),
         enabled: true,
+        routed: true,
     }
 }
 
@@ -190,6 +191,10 @@ async fn notices_are_routed_by_severity_group_and_name(backend: &str) {
         let s = s.clone();
         async move { s.deliveries(DeliveryFilter { channel_id: Some(id), ..Default::default() }, 100).await.unwrap().len() }
     };
+    // Due ones come at most `per_channel` per channel, oldest first.
+    let due = s.due_deliveries(T0, 2).await.unwrap();
+    let of = |id: &str| due.iter().filter(|d| d.channel.id == id).count();
+    assert_eq!((of(&all.id), of(&pager.id), of(&north.id), due.len()), (2, 2, 2, 6));
     assert_eq!(count(all.id).await, 5);
     assert_eq!(count(pager.id).await, 3);
     assert_eq!(count(north.id).await, 3);

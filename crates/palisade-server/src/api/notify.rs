@@ -41,6 +41,7 @@ fn channel_view(c: &Channel, secret: Option<&ChannelSecret>) -> ChannelView {
         min_severity: c.min_severity.clone(),
         groups: c.groups.clone(),
         enabled: c.enabled,
+        routed: c.routed,
         has_secret: c.has_secret,
         created_at: rfc3339(c.created_ms),
         secret: secret.map(|s| s.expose().to_owned()),
@@ -120,6 +121,7 @@ pub async fn create_channel(
         min_severity: body.min_severity.unwrap_or_else(|| "info".into()),
         groups: body.groups,
         enabled: body.enabled.unwrap_or(true),
+        routed: body.routed.unwrap_or(true),
     };
     let channel = state.store.create_channel(new, caller.audit()).await.map_err(store_error)?;
     let shown = if kind == ChannelKind::Webhook { secret.as_ref() } else { None };
@@ -167,8 +169,8 @@ pub async fn test_channel(
     let event = "channel.test";
     let payload = json!({
         "type": event,
-        "timestamp": rfc3339(ctx.at_ms),
-        "alert": {"id": alert_id, "severity": severity, "device_id": device_id, "title": title, "detail": detail,
+        "timestamp_ms": ctx.at_ms,
+        "data": {"id": alert_id, "severity": severity, "device_id": device_id, "title": title, "detail": detail,
                   "rule": event},
     });
     let notice = Notice { event: event.into(), alert_id, device_id, group: None, severity, body: payload.to_string() };

@@ -80,9 +80,15 @@ pub fn webhook(
     Ok(Request { method: hyper::Method::POST, url: spec.url.clone(), headers, body })
 }
 
-/// A text value of the notice: from the body's `alert` object, else from the delivery.
+/// The alert object of a notice body (`{"type", "timestamp_ms", "data": {…}}`, the Standard Webhooks
+/// envelope), if any.
+pub fn alert_of(body: &Json) -> Option<&Json> {
+    body.get("data").filter(|d| d.is_object())
+}
+
+/// A text value of the notice: from the body's alert (`data`), else from the delivery.
 pub fn notice_value(delivery: &Delivery, body: &Json, var: Var) -> String {
-    let field = |name: &str| match body.get("alert").and_then(|a| a.get(name)) {
+    let field = |name: &str| match alert_of(body).and_then(|a| a.get(name)) {
         Some(Json::String(s)) => Some(s.clone()),
         Some(Json::Null) | None => None,
         Some(other) => Some(other.to_string()),
@@ -284,7 +290,7 @@ mod tests {
     #[test]
     fn templates_escape_for_their_content_type() {
         let d = delivery(
-            json!({"alert": {"id": "a-9", "title": "Say \"hi\"\n", "detail": "50% & more", "severity": "critical"}}),
+            json!({"data": {"id": "a-9", "title": "Say \"hi\"\n", "detail": "50% & more", "severity": "critical"}}),
         );
         let config = json!({"url": "https://x.example/{{secret}}", "headers": {"Authorization": "Bearer {{secret}}"},
                             "body": "{\"t\":\"{{alert.title}}\",\"d\":\"{{alert.detail}}\",\"s\":\"{{alert.severity}}\",\"dev\":\"{{alert.device_id}}\",\"e\":\"{{event}}\"}"});

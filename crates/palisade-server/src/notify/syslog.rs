@@ -8,7 +8,7 @@ use serde_json::Value as Json;
 use tokio::io::AsyncWriteExt as _;
 
 use super::channel::{SyslogFormat, SyslogSpec, Var};
-use super::http::notice_value;
+use super::http::{alert_of, notice_value};
 
 /// Syslog severity (RFC 5424 §6.2.1) of a notice severity.
 fn syslog_severity(severity: &str) -> u8 {
@@ -65,7 +65,7 @@ fn cef_value(v: &str) -> String {
 pub fn cef(delivery: &Delivery) -> String {
     let body: Json = serde_json::from_str(&delivery.body).unwrap_or(Json::Null);
     let value = |v: Var| notice_value(delivery, &body, v);
-    let rule = match body.get("alert").and_then(|a| a.get("rule")) {
+    let rule = match alert_of(&body).and_then(|a| a.get("rule")) {
         Some(Json::String(r)) if !r.is_empty() => r.clone(),
         _ => delivery.event.clone(),
     };
@@ -174,7 +174,7 @@ mod tests {
     fn cef_escapes_headers_and_extensions() {
         let d = delivery(
             "critical",
-            json!({"alert": {"rule": "port|scan", "title": "a\\b", "detail": "x=1\ny", "device_id": "dev-7"}}),
+            json!({"data": {"rule": "port|scan", "title": "a\\b", "detail": "x=1\ny", "device_id": "dev-7"}}),
         );
         assert_eq!(
             cef(&d),
@@ -191,7 +191,7 @@ mod tests {
     #[test]
     fn rfc5424_lines_are_framed_by_their_length() {
         let s = spec(json!({"host": "127.0.0.1", "tls": false, "facility": 4}));
-        let d = delivery("high", json!({"alert": {"title": "é"}}));
+        let d = delivery("high", json!({"data": {"title": "é"}}));
         let m = rfc5424(&s, &d, "2024-01-02T03:04:05.678Z", "gw 1", 42);
         assert!(m.starts_with("<35>1 2024-01-02T03:04:05.678Z gw1 palisade 42 alert.created - CEF:0|"), "{m}");
         let framed = frame(&m);

@@ -9,6 +9,7 @@ CREATE TABLE channels (
     min_severity TEXT NOT NULL CHECK (min_severity IN ('critical', 'high', 'medium', 'low', 'info')),
     groups       TEXT NOT NULL,               -- JSON array of device groups; [] = every group
     enabled      BIGINT NOT NULL,
+    routed       BIGINT NOT NULL,          -- 0: only escalation tiers name it
     created_ms   BIGINT NOT NULL
 );
 

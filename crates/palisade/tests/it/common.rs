@@ -241,8 +241,45 @@ impl Client {
         let resp = sender.send_request(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = if headers.get("content-type").is_some_and(|c| c == "text/event-stream") {
+            // An event stream does not end: its first frame stands for the body.
+            match resp.into_body().frame().await {
+                Some(Ok(f)) => f.into_data().unwrap_or_default(),
+                _ => Bytes::new(),
+            }
+        } else {
+            resp.into_body().collect().await.unwrap().to_bytes()
+        };
         Resp { status, headers, body }
+    }
+
+    /// Server-Sent Events from `path`: each chunk as it arrives, until the test drops the receiver.
+    pub async fn events(&self, path: &str, key: &str) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+        let tcp = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = self.tls.connect(name, tcp).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .uri(path)
+            .header("host", "localhost")
+            .header("authorization", format!("Bearer {key}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), hyper::StatusCode::OK);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut body = resp.into_body();
+        tokio::spawn(async move {
+            while let Some(Ok(f)) = body.frame().await {
+                if let Ok(data) = f.into_data()
+                    && tx.send(String::from_utf8_lossy(&data).into_owned()).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        rx
     }
 
     pub async fn get(&self, path: &str, key: &str) -> Resp {

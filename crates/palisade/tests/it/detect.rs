@@ -182,8 +182,20 @@ fn signed(h: &Hook, secret: &str) -> bool {
 }
 
 async fn webhook(s: &Server, admin: &str, name: &str, port: u16, path: &str, min_severity: &str) -> String {
+    webhook_routed(s, admin, name, port, path, min_severity, true).await
+}
+
+async fn webhook_routed(
+    s: &Server,
+    admin: &str,
+    name: &str,
+    port: u16,
+    path: &str,
+    min_severity: &str,
+    routed: bool,
+) -> String {
     let body = json!({
-        "name": name, "kind": "webhook", "min_severity": min_severity,
+        "name": name, "kind": "webhook", "min_severity": min_severity, "routed": routed,
         "config": {"url": format!("http://127.0.0.1:{port}{path}")}
     });
     let r = s.client.post("/api/v1/channels", admin, body).await;
@@ -302,7 +314,8 @@ async fn an_unacknowledged_critical_alert_escalates_to_tier_two_and_acknowledgin
     let admin = s.api_key("admin");
     let (port, mut hooks) = receiver().await;
     webhook(&s, &admin, "tier1", port, "/tier1", "info").await;
-    webhook(&s, &admin, "tier2", port, "/tier2", "info").await;
+    // The pager is never routed to: it hears only what escalates.
+    webhook_routed(&s, &admin, "tier2", port, "/tier2", "info", false).await;
     // Tier 1 hears of everything as it opens; tier 2 only of what is still unacknowledged 2 s later.
     let r = s
         .client
@@ -319,6 +332,7 @@ async fn an_unacknowledged_critical_alert_escalates_to_tier_two_and_acknowledgin
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let mut live = s.client.events("/api/v1/alerts/stream", &admin).await;
     let tmp = tempfile::tempdir().unwrap();
     let mut ids = Vec::new();
     for name in ["ignored", "handled"] {
@@ -342,13 +356,20 @@ async fn an_unacknowledged_critical_alert_escalates_to_tier_two_and_acknowledgin
         }
     };
     let (ignored, handled) = (alert_of(&ids[0]).await, alert_of(&ids[1]).await);
+    // The live stream told of both as they opened.
+    let mut streamed = String::new();
+    while !(streamed.contains(&ignored) && streamed.contains(&handled)) {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), live.recv()).await.unwrap().unwrap();
+        streamed.push_str(&chunk);
+    }
+    assert!(streamed.contains("event: alert\ndata: {\"alert\":"), "{streamed}");
+    assert!(streamed.contains("\"event\":\"alert.opened\""), "{streamed}");
     let r = s.client.post(&format!("/api/v1/alerts/{handled}/ack"), &admin, json!({"note": "on it"})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let acked = r.json();
     assert_eq!(acked["status"], "acknowledged");
 
-    let escalated = |h: &Hook| h.path == "/tier2" && String::from_utf8_lossy(&h.body).contains("alert.escalated");
-    let tier2 = hook(&mut hooks, 10, escalated).await.expect("tier 2 never heard");
+    let tier2 = hook(&mut hooks, 10, |h| h.path == "/tier2").await.expect("tier 2 never heard");
     let body: Value = serde_json::from_slice(&tier2.body).unwrap();
     assert_eq!((body["type"].as_str(), body["data"]["id"].as_str()), (Some("alert.escalated"), Some(ignored.as_str())));
     // Both alerts fell due for tier 2 in the same pass: the acknowledged one did not escalate.

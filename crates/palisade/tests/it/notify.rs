@@ -178,8 +178,8 @@ async fn webhook_is_delivered_with_a_valid_standard_webhooks_signature() {
     assert!((ts - unix_now()).abs() < 60, "{ts}");
     verify_signature(&secret, &got);
     let body: Value = serde_json::from_slice(&got.body).unwrap();
-    assert_eq!(body["alert"]["title"], "Door open");
-    assert_eq!(body["alert"]["severity"], "high");
+    assert_eq!((body["type"].as_str(), body["data"]["title"].as_str()), (Some("channel.test"), Some("Door open")));
+    assert_eq!(body["data"]["severity"], "high");
     assert!(took < Duration::from_secs(2), "took {took:?} from the API call to the receiver");
 
     let done =
@@ -325,6 +325,75 @@ async fn syslog_receives_an_octet_counted_rfc5424_message_with_cef() {
     assert!(cef.ends_with("msg=ports\\=22,23\\nfrom 10.0.0.9"), "{cef}");
     eventually("the syslog delivery to be recorded", || delivery(&s, &admin, d["id"].as_str().unwrap(), "delivered"))
         .await;
+}
+
+/// A TLS 1.2-only SIEM on loopback with a certificate for `siem.test` from a fresh test CA; the
+/// CA file's path and the listener.
+async fn tls_siem(dir: &std::path::Path) -> (String, tokio::net::TcpListener, tokio_rustls::TlsAcceptor) {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let ca_ext = ["basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign"];
+    crate::identity::self_signed(dir, "ca", "/CN=Test SIEM CA", &ca_ext);
+    let ext = "subjectAltName=DNS:siem.test\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n";
+    std::fs::write(dir.join("siem.ext"), ext).unwrap();
+    crate::identity::issue_with_openssl(dir, "ca", "siem", "/CN=siem.test", "siem.ext");
+    let chain = CertificateDer::pem_file_iter(dir.join("siem.pem")).unwrap().map(Result::unwrap).collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("siem.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ca = dir.join("ca.pem").to_str().unwrap().to_owned();
+    (ca, listener, tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+#[tokio::test]
+async fn syslog_over_tls_trusts_only_the_configured_ca() {
+    let s = Server::start().await;
+    let admin = s.api_key("admin");
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, siem, acceptor) = tls_siem(tmp.path()).await;
+    let port = siem.local_addr().unwrap().port();
+    let config =
+        json!({"host": "127.0.0.1", "port": port, "server_name": "siem.test", "ca_file": ca, "format": "json"});
+    create_channel(&s, &admin, json!({"name": "siem-tls", "kind": "syslog", "config": config})).await;
+    let d = test_notice(&s, &admin, "siem-tls", json!({"severity": "critical"})).await;
+
+    let (tcp, _) = tokio::time::timeout(PATIENCE, siem.accept()).await.unwrap().unwrap();
+    let mut tls = tokio::time::timeout(PATIENCE, acceptor.accept(tcp)).await.unwrap().unwrap();
+    assert_eq!(tls.get_ref().1.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+    let mut bytes = Vec::new();
+    tokio::time::timeout(PATIENCE, tls.read_to_end(&mut bytes)).await.unwrap().unwrap();
+    let text = String::from_utf8(bytes).unwrap();
+    let (len, msg) = text.split_once(' ').unwrap();
+    assert_eq!(len.parse::<usize>().unwrap(), msg.len());
+    assert!(msg.starts_with("<82>1 "), "authpriv × 8 + crit: {msg}");
+    let json_part = &msg[msg.find(" - {").unwrap() + 3..];
+    let event: Value = serde_json::from_str(json_part).unwrap();
+    assert_eq!((event["type"].as_str(), event["data"]["severity"].as_str()), (Some("channel.test"), Some("critical")));
+    eventually("the TLS syslog delivery", || delivery(&s, &admin, d["id"].as_str().unwrap(), "delivered")).await;
+
+    // Without the CA file the SIEM's certificate is not trusted: nothing is sent, the delivery dies.
+    let untrusted = json!({"host": "127.0.0.1", "port": port, "server_name": "siem.test", "max_attempts": 1});
+    create_channel(&s, &admin, json!({"name": "siem-untrusted", "kind": "syslog", "config": untrusted})).await;
+    let d = test_notice(&s, &admin, "siem-untrusted", json!({})).await;
+    let refused = tokio::spawn(async move {
+        let (tcp, _) = siem.accept().await.unwrap();
+        let mut tls = acceptor.accept(tcp).await.ok()?;
+        let mut bytes = Vec::new();
+        tls.read_to_end(&mut bytes).await.ok().map(|_| bytes)
+    });
+    let dead =
+        eventually("the untrusted SIEM to be given up", || delivery(&s, &admin, d["id"].as_str().unwrap(), "dead"))
+            .await;
+    let error = dead["last_error"].as_str().unwrap();
+    assert!(error.contains("TLS") || error.contains("root"), "{error}");
+    if refused.is_finished() {
+        assert!(refused.await.unwrap().is_none_or(|b| b.is_empty()), "nothing may reach an untrusted SIEM");
+    }
 }
 
 #[tokio::test]
