@@ -9,13 +9,13 @@ use utoipa::ToSchema;
 pub struct ChannelCreate {
     /// Unique; 1–64 characters.
     pub name: String,
-    /// `webhook`, `http_template` or `syslog`.
+    /// `webhook`, `http_template`, `syslog` or `email`.
     pub kind: String,
-    /// Per kind: [`WebhookConfig`], [`HttpTemplateConfig`] or [`SyslogConfig`].
+    /// Per kind: [`WebhookConfig`], [`HttpTemplateConfig`], [`SyslogConfig`] or [`EmailConfig`].
     #[schema(value_type = Object)]
     pub config: serde_json::Value,
-    /// `http_template` only: a provider credential, referenced as `{{secret}}` in the URL or
-    /// header values. Stored sealed and never shown again. (A webhook's signing secret is
+    /// `http_template`: a provider credential, referenced as `{{secret}}` in the URL or header
+    /// values; `email`: the SMTP password of `config.username`. Stored sealed and never shown again. (A webhook's signing secret is
     /// generated and shown once in the answer.)
     pub secret: Option<String>,
     /// The least severe notice the channel receives: `critical`, `high`, `medium`, `low` or
@@ -102,6 +102,38 @@ pub struct SyslogConfig {
     /// The HOSTNAME field; default this machine's host name.
     pub hostname: Option<String>,
     /// Limit of one attempt (connect, TLS, request, answer), 100–60000 ms; default 5000.
+    pub timeout_ms: Option<u64>,
+    /// First wait after a failure, 10 ms–1 h; default 1000. Doubles each time (with jitter).
+    pub retry_base_ms: Option<u64>,
+    /// Attempts before the delivery is dead-lettered, 1–50; default 8.
+    pub max_attempts: Option<u32>,
+    /// Deliveries to this channel in flight at once, 1–64; default 4.
+    pub concurrency: Option<u32>,
+}
+
+/// `kind = "email"`: one plain-text mail per notice over SMTP (RFC 5321), upgraded with STARTTLS
+/// to TLS 1.2+ (the server's certificate verified for `host`) unless `starttls` is false.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// The mail server (submission or relay).
+    pub host: Option<String>,
+    /// Default 587.
+    pub port: Option<u16>,
+    /// The sender address (`alerts@example.com`).
+    pub from: Option<String>,
+    /// 1–50 recipient addresses.
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// Default true: the server must offer STARTTLS, or nothing is sent. False (no TLS, no
+    /// `username`) only to a loopback host.
+    pub starttls: Option<bool>,
+    /// PEM file of the CAs to trust instead of the system's roots (STARTTLS).
+    pub ca_file: Option<String>,
+    /// Log in with AUTH PLAIN as this user (after STARTTLS only); the channel's `secret` is the
+    /// password.
+    pub username: Option<String>,
+    /// Limit of one attempt (connect, the whole SMTP exchange), 100–60000 ms; default 5000.
     pub timeout_ms: Option<u64>,
     /// First wait after a failure, 10 ms–1 h; default 1000. Doubles each time (with jitter).
     pub retry_base_ms: Option<u64>,

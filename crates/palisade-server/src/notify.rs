@@ -1,5 +1,5 @@
 //! Notifications: the worker that drains the store's delivery outbox to webhooks (signed per
-//! Standard Webhooks), templated HTTP requests and syslog, retrying with backoff until a
+//! Standard Webhooks), templated HTTP requests, syslog and mail (SMTP), retrying with backoff until a
 //! delivery is delivered or dead-lettered.
 //!
 //! Deliveries are queued in the store by the write that raised the notice, so none is lost to a
@@ -10,6 +10,7 @@
 //! servers on one PostgreSQL database could both send a delivery that falls due.
 
 mod channel;
+mod email;
 mod http;
 mod syslog;
 
@@ -149,6 +150,10 @@ impl Worker {
                 let at = crate::api::convert::rfc3339(now_ms());
                 let message = syslog::rfc5424(s, delivery, &at, &self.hostname, std::process::id());
                 syslog::send(s, &syslog::frame(&message), tls).await
+            }
+            Target::Email(e) => {
+                let tls = if e.starttls { Some(self.tls(spec.ca_file()).await?) } else { None };
+                email::send(e, secret, &email::message(e, delivery, now_ms()), tls).await
             }
         }
     }

@@ -1,8 +1,8 @@
 //! Notification channels and their deliveries: a durable outbox, written in the transaction that
 //! raises a notice and drained by the server's delivery worker.
 //!
-//! A channel's configuration is opaque JSON here (the server parses it: it knows HTTP and
-//! syslog); its secret is sealed under the data keys, bound to the channel's row. A delivery is
+//! A channel's configuration is opaque JSON here (the server parses it: it knows HTTP, syslog
+//! and SMTP); its secret is sealed under the data keys, bound to the channel's row. A delivery is
 //! `pending` until the worker reports it `delivered`, or `dead` once it gave up (the
 //! dead-letter list); an operator can send a dead one back to `pending`.
 
@@ -48,16 +48,19 @@ pub enum ChannelKind {
     HttpTemplate,
     /// RFC 5424 over TCP (optionally TLS), optionally CEF.
     Syslog,
+    /// Mail over SMTP, with STARTTLS.
+    Email,
 }
 
 impl ChannelKind {
-    pub const ALL: [ChannelKind; 3] = [Self::Webhook, Self::HttpTemplate, Self::Syslog];
+    pub const ALL: [ChannelKind; 4] = [Self::Webhook, Self::HttpTemplate, Self::Syslog, Self::Email];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Webhook => "webhook",
             Self::HttpTemplate => "http_template",
             Self::Syslog => "syslog",
+            Self::Email => "email",
         }
     }
 }
@@ -66,10 +69,9 @@ impl std::str::FromStr for ChannelKind {
     type Err = InvalidField;
 
     fn from_str(s: &str) -> Result<Self, InvalidField> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| InvalidField::new("kind", format!("{s:.40?} is not one of webhook, http_template, syslog")))
+        Self::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
+            InvalidField::new("kind", format!("{s:.40?} is not one of webhook, http_template, syslog, email"))
+        })
     }
 }
 

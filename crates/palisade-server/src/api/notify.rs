@@ -82,7 +82,8 @@ async fn check_ca_file(path: &str) -> Result<(), InvalidField> {
 }
 
 /// Create a notification channel: `webhook` (signed per Standard Webhooks; its secret is shown
-/// once, here), `http_template` (SMS and chat providers) or `syslog` (RFC 5424, CEF, TLS).
+/// once, here), `http_template` (SMS and chat providers), `syslog` (RFC 5424, CEF, TLS) or
+/// `email` (SMTP with STARTTLS; the secret is the SMTP password).
 #[utoipa::path(post, path = "/api/v1/channels", tag = "notifications", request_body = ChannelCreate,
     responses((status = 201, body = ChannelView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_channel(

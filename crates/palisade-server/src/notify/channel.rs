@@ -7,7 +7,7 @@ use std::time::Duration;
 use hyper::Uri;
 use hyper::header::{HeaderName, HeaderValue};
 use palisade_core::InvalidField;
-use palisade_proto::notify::{HttpTemplateConfig, SyslogConfig, WebhookConfig};
+use palisade_proto::notify::{EmailConfig, HttpTemplateConfig, SyslogConfig, WebhookConfig};
 use palisade_store::notify::ChannelKind;
 use serde_json::Value as Json;
 
@@ -226,11 +226,28 @@ pub struct SyslogSpec {
     pub hostname: Option<String>,
 }
 
+/// A mail channel: where to connect, who sends, who receives.
+#[derive(Debug, Clone)]
+pub struct EmailSpec {
+    pub host: String,
+    pub port: u16,
+    /// Upgrade with STARTTLS (required of the server); false only to a loopback host.
+    pub starttls: bool,
+    pub ca_file: Option<String>,
+    /// A bare address (`local@domain`), checked.
+    pub from: String,
+    /// 1–[`MAX_RECIPIENTS`] bare addresses, checked.
+    pub to: Vec<String>,
+    /// AUTH PLAIN as this user (only with STARTTLS), the channel's secret the password.
+    pub username: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub enum Target {
     Webhook(WebhookSpec),
     Template(TemplateSpec),
     Syslog(SyslogSpec),
+    Email(EmailSpec),
 }
 
 /// A channel's configuration, parsed.
@@ -247,6 +264,7 @@ impl ChannelSpec {
             Target::Webhook(w) => w.ca_file.as_deref(),
             Target::Template(t) => t.ca_file.as_deref(),
             Target::Syslog(s) => s.ca_file.as_deref(),
+            Target::Email(e) => e.ca_file.as_deref(),
         }
     }
 }
@@ -296,6 +314,11 @@ pub fn parse(kind: ChannelKind, json: &Json, has_secret: bool) -> Result<Channel
             let c: SyslogConfig = config(json)?;
             let retry = Retry::parse(c.timeout_ms, c.retry_base_ms, c.max_attempts, c.concurrency)?;
             syslog_spec(c).map(|s| ChannelSpec { target: Target::Syslog(s), retry })
+        }
+        ChannelKind::Email => {
+            let c: EmailConfig = config(json)?;
+            let retry = Retry::parse(c.timeout_ms, c.retry_base_ms, c.max_attempts, c.concurrency)?;
+            email_spec(c, has_secret).map(|e| ChannelSpec { target: Target::Email(e), retry })
         }
     }
 }
@@ -400,6 +423,90 @@ fn syslog_spec(c: SyslogConfig) -> Result<SyslogSpec, InvalidField> {
     })
 }
 
+/// Recipients of one mail channel, at most.
+pub const MAX_RECIPIENTS: usize = 50;
+
+/// A host to connect to: a DNS name or an IP address, without port or credentials.
+fn host(field: &str, v: Option<&String>) -> Result<String, InvalidField> {
+    let host = required(field, v)?.to_owned();
+    if host.len() > 253 || host.chars().any(|ch| ch.is_whitespace() || ch.is_control() || "/@".contains(ch)) {
+        return Err(InvalidField::new(field, "not a host name or address"));
+    }
+    Ok(host)
+}
+
+/// A bare mail address, `local@domain`: printable ASCII without spaces, quotes, angle brackets or
+/// the other specials, so that it can go as it is into `MAIL FROM:<…>` and a header.
+fn mail_address(field: &str, v: &str) -> Result<String, InvalidField> {
+    let v = v.trim();
+    let bad = || InvalidField::new(field, format!("{v:.60?} is not a plain address like alerts@example.com"));
+    if v.is_empty() || v.len() > 254 || !v.bytes().all(|b| b.is_ascii_graphic() && !b"<>()[],;:\\\"".contains(&b)) {
+        return Err(bad());
+    }
+    let (local, domain) = v.rsplit_once('@').ok_or_else(bad)?;
+    let label_ok = |l: &str| !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-');
+    if local.is_empty()
+        || local.len() > 64
+        || local.contains('@')
+        || local.starts_with('.')
+        || local.ends_with('.')
+        || local.contains("..")
+        || !domain.split('.').all(label_ok)
+        || !domain.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
+        return Err(bad());
+    }
+    Ok(v.to_owned())
+}
+
+fn email_spec(c: EmailConfig, has_secret: bool) -> Result<EmailSpec, InvalidField> {
+    let host = host("config.host", c.host.as_ref())?;
+    let starttls = c.starttls.unwrap_or(true);
+    let port = match c.port {
+        Some(0) => return Err(InvalidField::new("config.port", "must not be 0")),
+        Some(p) => p,
+        None => 587,
+    };
+    if starttls && rustls::pki_types::ServerName::try_from(host.as_str()).is_err() {
+        return Err(InvalidField::new("config.host", "not a DNS name or IP address"));
+    }
+    if !starttls && !is_loopback(&host) {
+        return Err(InvalidField::new(
+            "config.starttls",
+            "mail without STARTTLS may go only to a loopback host; it would cross the network in plaintext",
+        ));
+    }
+    let from = mail_address("config.from", required("config.from", c.from.as_ref())?)?;
+    if c.to.is_empty() || c.to.len() > MAX_RECIPIENTS {
+        return Err(InvalidField::new("config.to", format!("give 1–{MAX_RECIPIENTS} addresses")));
+    }
+    let mut to = Vec::with_capacity(c.to.len());
+    for address in &c.to {
+        let address = mail_address("config.to", address)?;
+        if !to.contains(&address) {
+            to.push(address);
+        }
+    }
+    let username = c.username.filter(|u| !u.is_empty());
+    match (&username, has_secret) {
+        (Some(u), _) if u.len() > 256 || u.chars().any(char::is_control) => {
+            return Err(InvalidField::new("config.username", "at most 256 characters, no control characters"));
+        }
+        (Some(_), false) => return Err(InvalidField::new("secret", "give the SMTP password of config.username")),
+        (None, true) => {
+            return Err(InvalidField::new("config.username", "the secret is an SMTP password: give its user name"));
+        }
+        (Some(_), true) if !starttls => {
+            return Err(InvalidField::new("config.starttls", "a password is sent only after STARTTLS"));
+        }
+        _ => {}
+    }
+    if !starttls && c.ca_file.is_some() {
+        return Err(InvalidField::new("config.starttls", "ca_file needs starttls"));
+    }
+    Ok(EmailSpec { host, port, starttls, ca_file: ca_file(c.ca_file)?, from, to, username })
+}
+
 /// The configuration as shown back: header values masked (they may hold credentials).
 pub fn masked(config: &Json) -> Json {
     let mut c = config.clone();
@@ -475,6 +582,60 @@ mod tests {
         assert_eq!(field(Syslog, json!({"host": "siem", "facility": 24}), false), "config.facility");
         assert_eq!(field(Syslog, json!({"host": "siem", "ca_file": "relative.pem"}), false), "config.ca_file");
         assert_eq!(field(Syslog, json!({"host": "siem", "tls": false, "ca_file": "/ca.pem"}), false), "config.tls");
+        let mail = |extra: Json| {
+            let mut c = json!({"host": "smtp.example", "from": "p@example.com", "to": ["ops@example.com"]});
+            for (k, v) in extra.as_object().unwrap() {
+                c[k] = v.clone();
+            }
+            c
+        };
+        assert!(parse(Email, &mail(json!({})), false).is_ok());
+        assert_eq!(field(Email, json!({"from": "p@example.com", "to": ["o@example.com"]}), false), "config.host");
+        assert_eq!(field(Email, mail(json!({"to": []})), false), "config.to");
+        assert_eq!(field(Email, json!({"host": "smtp.example", "from": "p@example.com"}), false), "config.to");
+        let many: Vec<String> = (0..51).map(|i| format!("u{i}@example.com")).collect();
+        assert_eq!(field(Email, mail(json!({"to": many})), false), "config.to");
+        for bad in [
+            "ops",
+            "ops@",
+            "@example.com",
+            "a b@example.com",
+            "<a@example.com>",
+            "a@b@example.com",
+            "a@example..com",
+            "a@-x.com",
+            "a@example.com\r\nRCPT TO:<b@example.com>",
+            "é@example.com",
+            "a\"@x.com",
+        ] {
+            assert_eq!(field(Email, mail(json!({"to": [bad]})), false), "config.to", "{bad}");
+        }
+        assert_eq!(field(Email, mail(json!({"from": "nobody"})), false), "config.from");
+        assert_eq!(field(Email, mail(json!({"from": null})), false), "config.from");
+        assert_eq!(field(Email, mail(json!({"starttls": false})), false), "config.starttls");
+        assert_eq!(field(Email, mail(json!({"port": 0})), false), "config.port");
+        assert_eq!(field(Email, mail(json!({"username": "u"})), false), "secret");
+        assert_eq!(field(Email, mail(json!({})), true), "config.username");
+        let plain = json!({"host": "127.0.0.1", "starttls": false, "username": "u"});
+        assert_eq!(field(Email, mail(plain), true), "config.starttls", "no password over plaintext");
+        assert_eq!(
+            field(Email, mail(json!({"host": "127.0.0.1", "starttls": false, "ca_file": "/ca.pem"})), false),
+            "config.starttls"
+        );
+        assert_eq!(field(Email, mail(json!({"ca_file": "ca.pem"})), false), "config.ca_file");
+        assert_eq!(field(Email, mail(json!({"host": "smtp.example:25"})), false), "config.host");
+    }
+
+    #[test]
+    fn email_defaults() {
+        let config = json!({"host": "smtp.example", "from": "p@example.com", "to": ["a@example.com", "a@example.com"],
+                            "username": "palisade"});
+        let Target::Email(e) = parse(ChannelKind::Email, &config, true).unwrap().target else { panic!() };
+        assert_eq!((e.port, e.starttls, e.to.len(), e.username.as_deref()), (587, true, 1, Some("palisade")));
+        let local =
+            json!({"host": "localhost", "port": 2525, "starttls": false, "from": "p@x.test", "to": ["o@x.test"]});
+        let Target::Email(e) = parse(ChannelKind::Email, &local, false).unwrap().target else { panic!() };
+        assert_eq!((e.port, e.starttls), (2525, false));
     }
 
     #[test]

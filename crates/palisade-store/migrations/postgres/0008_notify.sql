@@ -3,7 +3,7 @@
 CREATE TABLE channels (
     id           TEXT PRIMARY KEY,
     name         TEXT NOT NULL UNIQUE,
-    kind         TEXT NOT NULL CHECK (kind IN ('webhook', 'http_template', 'syslog')),
+    kind         TEXT NOT NULL CHECK (kind IN ('webhook', 'http_template', 'syslog', 'email')),
     config       TEXT NOT NULL,               -- JSON, per kind; holds no secret
     secret       BYTEA,                       -- sealed, AAD channel/<id>/secret
     min_severity TEXT NOT NULL CHECK (min_severity IN ('critical', 'high', 'medium', 'low', 'info')),

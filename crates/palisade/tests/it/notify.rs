@@ -508,3 +508,258 @@ async fn bad_channel_definitions_are_refused_naming_the_field() {
     let r = s.client.post("/api/v1/channels", &auditor, hook(json!({"url": "https://v.example/"}))).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
+
+/// Mail: a tiny SMTP server on loopback, speaking STARTTLS with a certificate from a test CA.
+mod email {
+    use super::*;
+    use tokio::io::{AsyncBufRead, AsyncBufReadExt as _, AsyncWrite, AsyncWriteExt as _, BufReader};
+
+    /// What the test SMTP server saw of one connection.
+    #[derive(Debug, Default)]
+    struct SmtpLog {
+        /// Every command line (an AUTH line only as `AUTH PLAIN`), `TLS` where TLS began.
+        commands: Vec<String>,
+        /// The AUTH PLAIN credentials, decoded, and whether they came over TLS.
+        auth: Option<(String, bool)>,
+        /// The message after DATA, dot-stuffing undone.
+        message: String,
+    }
+
+    /// A CA (`ca.pem`) and a TLS acceptor with a certificate it issued for 127.0.0.1.
+    fn smtp_tls(dir: &std::path::Path) -> (String, tokio_rustls::TlsAcceptor) {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let ca_ext = ["basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign"];
+        crate::identity::self_signed(dir, "ca", "/CN=Test Mail CA", &ca_ext);
+        let ext = "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n";
+        std::fs::write(dir.join("mail.ext"), ext).unwrap();
+        crate::identity::issue_with_openssl(dir, "ca", "mail", "/CN=mail.test", "mail.ext");
+        let chain = CertificateDer::pem_file_iter(dir.join("mail.pem")).unwrap().map(Result::unwrap).collect();
+        let key = PrivateKeyDer::from_pem_file(dir.join("mail.key")).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        (dir.join("ca.pem").to_str().unwrap().to_owned(), tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    }
+
+    /// Starts the SMTP server: it offers STARTTLS when given an acceptor, AUTH only over TLS,
+    /// and reports each connection once it ends.
+    async fn smtp_server(acceptor: Option<tokio_rustls::TlsAcceptor>) -> (u16, mpsc::UnboundedReceiver<SmtpLog>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (tx, acceptor) = (tx.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    let mut log = SmtpLog::default();
+                    let mut plain = BufReader::new(tcp);
+                    plain.write_all(b"220 mail.test ESMTP ready\r\n").await.unwrap();
+                    if dialogue(&mut plain, acceptor.is_some(), false, &mut log).await {
+                        log.commands.push("TLS".into());
+                        let tls = acceptor.unwrap().accept(plain.into_inner()).await;
+                        if let Ok(tls) = tls {
+                            dialogue(&mut BufReader::new(tls), false, true, &mut log).await;
+                        }
+                    }
+                    let _ = tx.send(log);
+                });
+            }
+        });
+        (port, rx)
+    }
+
+    /// Answers commands until QUIT or the end of the connection (false), or until STARTTLS is
+    /// agreed (true).
+    async fn dialogue<S: AsyncBufRead + AsyncWrite + Unpin>(
+        io: &mut S,
+        offer_tls: bool,
+        secure: bool,
+        log: &mut SmtpLog,
+    ) -> bool {
+        loop {
+            let mut line = String::new();
+            if io.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return false;
+            }
+            let line = line.trim_end_matches(['\r', '\n']).to_owned();
+            let upper = line.to_ascii_uppercase();
+            let answer = if upper.starts_with("EHLO ") {
+                log.commands.push(line);
+                match (offer_tls, secure) {
+                    (true, _) => "250-mail.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n",
+                    (false, true) => "250-mail.test\r\n250-AUTH LOGIN PLAIN\r\n250 8BITMIME\r\n",
+                    (false, false) => "250-mail.test\r\n250 8BITMIME\r\n",
+                }
+            } else if upper == "STARTTLS" && offer_tls {
+                log.commands.push(line);
+                io.write_all(b"220 2.0.0 go ahead\r\n").await.unwrap();
+                return true;
+            } else if let Some(token) = line.strip_prefix("AUTH PLAIN ") {
+                log.commands.push("AUTH PLAIN".into());
+                let decoded = String::from_utf8(STANDARD.decode(token).unwrap()).unwrap();
+                log.auth = Some((decoded, secure));
+                if secure { "235 2.7.0 ok\r\n" } else { "530 5.7.0 STARTTLS first\r\n" }
+            } else if upper == "DATA" {
+                log.commands.push(line);
+                io.write_all(b"354 go on\r\n").await.unwrap();
+                loop {
+                    let mut l = String::new();
+                    if io.read_line(&mut l).await.unwrap_or(0) == 0 {
+                        return false;
+                    }
+                    if l == ".\r\n" {
+                        break;
+                    }
+                    log.message.push_str(l.strip_prefix('.').unwrap_or(&l));
+                }
+                "250 2.0.0 queued\r\n"
+            } else if upper == "QUIT" {
+                log.commands.push(line);
+                let _ = io.write_all(b"221 bye\r\n").await;
+                return false;
+            } else {
+                log.commands.push(line);
+                if upper.starts_with("MAIL FROM:") || upper.starts_with("RCPT TO:") {
+                    "250 2.1.0 ok\r\n"
+                } else {
+                    "502 5.5.1 what?\r\n"
+                }
+            };
+            io.write_all(answer.as_bytes()).await.unwrap();
+        }
+    }
+
+    async fn next_session(rx: &mut mpsc::UnboundedReceiver<SmtpLog>) -> SmtpLog {
+        tokio::time::timeout(PATIENCE, rx.recv()).await.expect("no SMTP session ended in time").unwrap()
+    }
+
+    #[tokio::test]
+    async fn email_goes_out_over_starttls_and_logs_in_only_over_tls() {
+        let s = Server::start().await;
+        let admin = s.api_key("admin");
+        let tmp = tempfile::tempdir().unwrap();
+        let (ca, acceptor) = smtp_tls(tmp.path());
+        let (port, mut sessions) = smtp_server(Some(acceptor)).await;
+        let password = "smtp-pa55word-not-for-logs";
+        let config = json!({"host": "127.0.0.1", "port": port, "from": "palisade@example.com",
+            "to": ["ops@example.com", "oncall@example.net"], "ca_file": ca, "username": "palisade"});
+        let ch =
+            create_channel(&s, &admin, json!({"name": "mail", "kind": "email", "config": config, "secret": password}))
+                .await;
+        assert_eq!((ch["kind"].as_str(), ch["has_secret"].as_bool()), (Some("email"), Some(true)), "{ch}");
+        assert!(ch.get("secret").is_none(), "{ch}");
+        let notice = json!({"severity": "high", "title": "Door open", "device_id": "dev-3",
+            "detail": "line one\n.starts with a dot\n."});
+        let d = test_notice(&s, &admin, "mail", notice).await;
+
+        let log = next_session(&mut sessions).await;
+        let ehlo = log.commands[0].clone();
+        assert!(ehlo.starts_with("EHLO [127.0.0.1]"), "{log:?}");
+        let expected = [
+            &ehlo,
+            "STARTTLS",
+            "TLS",
+            &ehlo,
+            "AUTH PLAIN",
+            "MAIL FROM:<palisade@example.com>",
+            "RCPT TO:<ops@example.com>",
+            "RCPT TO:<oncall@example.net>",
+            "DATA",
+        ];
+        assert_eq!(log.commands[..expected.len()], expected, "{log:?}");
+        assert_eq!(log.auth, Some((format!("\0palisade\0{password}"), true)), "AUTH only after STARTTLS");
+        let (head, body) = log.message.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains("\r\nSubject: [Palisade HIGH] Door open on dev-3\r\n"), "{head}");
+        assert!(head.contains("From: palisade@example.com\r\n"), "{head}");
+        assert!(head.contains("To: ops@example.com,\r\n oncall@example.net\r\n"), "{head}");
+        assert!(head.contains("Content-Type: text/plain; charset=utf-8\r\n"), "{head}");
+        let id = d["id"].as_str().unwrap();
+        assert!(head.contains(&format!("Message-ID: <{id}@example.com>")), "{head}");
+        let date = head.lines().find_map(|l| l.strip_prefix("Date: ")).unwrap();
+        time::OffsetDateTime::parse(date, &time::format_description::well_known::Rfc2822).unwrap();
+        assert!(body.contains("Severity: HIGH\r\n") && body.contains("Device:   dev-3\r\n"), "{body}");
+        assert!(body.contains(&format!("Alert:    {}\r\n", d["alert_id"].as_str().unwrap())), "{body}");
+        assert!(body.contains("line one\r\n.starts with a dot\r\n.\r\n"), "dot-stuffing undone: {body}");
+
+        let done = eventually("the mail to be recorded", || delivery(&s, &admin, id, "delivered")).await;
+        assert_eq!(done["attempts"], 1);
+        assert!(!s.log().contains(password));
+        let listed = s.client.get("/api/v1/channels", &admin).await.text();
+        assert!(!listed.contains(password), "{listed}");
+        let m = metrics(&s).await;
+        assert!(m.contains(r#"palisade_notify_deliveries_total{kind="email",outcome="delivered"} 1"#), "{m}");
+    }
+
+    #[tokio::test]
+    async fn email_is_never_sent_in_plaintext_when_starttls_is_missing() {
+        let s = Server::start().await;
+        let admin = s.api_key("admin");
+        let tmp = tempfile::tempdir().unwrap();
+        let (ca, _) = smtp_tls(tmp.path());
+        let (port, mut sessions) = smtp_server(None).await;
+        let config = json!({"host": "127.0.0.1", "port": port, "from": "palisade@example.com",
+            "to": ["ops@example.com"], "ca_file": ca, "retry_base_ms": 10, "max_attempts": 2});
+        create_channel(&s, &admin, json!({"name": "no-tls", "kind": "email", "config": config})).await;
+        let d = test_notice(&s, &admin, "no-tls", json!({"severity": "critical"})).await;
+        let id = d["id"].as_str().unwrap();
+
+        for _ in 0..2 {
+            let log = next_session(&mut sessions).await;
+            assert!(log.commands.iter().all(|c| c.starts_with("EHLO ") || c == "QUIT"), "{log:?}");
+            assert!(log.message.is_empty() && log.auth.is_none(), "{log:?}");
+        }
+        let dead = eventually("the mail to be dead-lettered", || delivery(&s, &admin, id, "dead")).await;
+        assert_eq!(dead["attempts"], 2, "{dead}");
+        assert!(dead["last_error"].as_str().unwrap().contains("STARTTLS"), "{dead}");
+
+        // Without TLS by choice: only to loopback, and then it goes out.
+        let plain = json!({"host": "127.0.0.1", "port": port, "starttls": false, "from": "p@example.com",
+            "to": ["ops@example.com"]});
+        create_channel(&s, &admin, json!({"name": "local-relay", "kind": "email", "config": plain})).await;
+        let d = test_notice(&s, &admin, "local-relay", json!({"title": "Plain"})).await;
+        let log = next_session(&mut sessions).await;
+        assert!(log.message.contains("Subject: [Palisade INFO] Plain on -\r\n"), "{log:?}");
+        eventually("the plain mail", || delivery(&s, &admin, d["id"].as_str().unwrap(), "delivered")).await;
+    }
+
+    #[tokio::test]
+    async fn bad_email_channels_are_refused_naming_the_field() {
+        let s = Server::start().await;
+        let admin = s.api_key("admin");
+        let mail = |config: Value| json!({"name": "m", "kind": "email", "config": config});
+        let base = || json!({"host": "smtp.example.com", "from": "p@example.com", "to": ["ops@example.com"]});
+        let with = |k: &str, v: Value| {
+            let mut c = base();
+            c[k] = v;
+            mail(c)
+        };
+        let cases = [
+            (mail(json!({"host": "smtp.example.com", "from": "p@example.com"})), "config.to"),
+            (with("to", json!([])), "config.to"),
+            (with("to", json!(["ops@example.com\r\nRCPT TO:<x@evil.example>"])), "config.to"),
+            (with("starttls", json!(false)), "config.starttls"),
+            (with("from", json!("nobody")), "config.from"),
+            (with("host", json!("")), "config.host"),
+            (with("ca_file", json!("/nonexistent/ca.pem")), "config.ca_file"),
+            (with("username", json!("palisade")), "secret"),
+            (json!({"name": "m", "kind": "email", "config": base(), "secret": "pw"}), "config.username"),
+            (
+                json!({"name": "m", "kind": "email", "secret": "pw", "config": {"host": "127.0.0.1",
+                    "starttls": false, "username": "u", "from": "p@example.com", "to": ["o@example.com"]}}),
+                "config.starttls",
+            ),
+        ];
+        for (body, field) in cases {
+            let r = s.client.post("/api/v1/channels", &admin, body.clone()).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.text());
+            let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+            assert!(message.starts_with(&format!("{field}: ")), "{body}: {message}");
+        }
+        assert!(s.client.get("/api/v1/channels", &admin).await.json().as_array().unwrap().is_empty());
+    }
+}
