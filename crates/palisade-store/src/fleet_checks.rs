@@ -200,6 +200,7 @@ pub async fn record<D: Db>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notify;
 
     const DAY: i64 = 86_400_000;
 
@@ -277,38 +278,65 @@ mod tests {
         let serials = ["01", "02", "03"].map(String::from);
         assert_eq!(revoked_among(db, &serials).await.unwrap(), [("01".to_owned(), "a".to_owned())]);
 
-        db.exec(
-            "INSERT INTO channels (id, name, kind, config, min_severity, groups, enabled, created_ms) VALUES \
-             ('c1', 'ops', 'webhook', '{}', 'info', '[]', 1, 0), ('c2', 'sms', 'webhook', '{}', 'info', '[]', 0, 0)",
-            vec![],
-        )
-        .await
-        .unwrap();
-        for (id, channel, status, attempts, updated) in [
-            ("d1", "c1", "dead", 3, DAY),
-            ("d2", "c1", "delivered", 1, 2 * DAY),
-            ("d3", "c1", "pending", 1, 3 * DAY),
-            ("d4", "c1", "pending", 0, 4 * DAY),
-            ("d5", "c1", "dead", 3, 5 * DAY),
-        ] {
-            db.exec(
-                "INSERT INTO deliveries (id, channel_id, alert_id, event, severity, device_id, body, status, attempts, \
-                 next_attempt_ms, created_ms, updated_ms) VALUES ($1, $2, 'al', 'e', 'high', 'a', '{}', $3, $4, 0, 0, $5)",
-                args![id, channel, status, attempts, updated],
-            )
-            .await
-            .unwrap();
+        // Channels and deliveries through their own module, which owns their schema.
+        let master = crate::sealed::MasterKey::generate().unwrap();
+        let wrapped = crate::sealed::WrappedDataKey::generate(&master, "k".into()).unwrap();
+        let keys = crate::sealed::Keyring::unwrap_all(&master, &[wrapped]).unwrap();
+        let ctx = crate::audit::AuditContext {
+            actor: palisade_core::audit::Actor::Local { what: "test".into() },
+            source_ip: None,
+            at_ms: 0,
+        };
+        let mut ids = Vec::new();
+        for (name, enabled) in [("ops", true), ("sms", false)] {
+            let new = notify::NewChannel {
+                name: name.into(),
+                kind: notify::ChannelKind::Webhook,
+                config: serde_json::json!({}),
+                secret: None,
+                min_severity: "info".into(),
+                groups: vec![],
+                enabled,
+                routed: true,
+            };
+            ids.push(notify::create_channel(db, &keys, &new, &ctx).await.unwrap().id);
+        }
+        let notice = notify::Notice {
+            event: "alert.created".into(),
+            alert_id: "al".into(),
+            device_id: "a".into(),
+            group: None,
+            severity: "high".into(),
+            body: "{}".into(),
+        };
+        for _ in 0..5 {
+            notify::enqueue(db, &notice, &notify::Targets::Channels(vec!["ops".into()]), 0).await.unwrap();
+        }
+        let filter = notify::DeliveryFilter { channel_id: Some(ids[0].clone()), ..Default::default() };
+        let queued = notify::list(db, &filter, 10).await.unwrap();
+        let dead = || notify::Outcome::Dead { error: "HTTP 503".into() };
+        let retry = notify::Outcome::Retry { error: "HTTP 503".into(), next_attempt_ms: 9 * DAY };
+        // Oldest to newest outcome; the fourth is never attempted.
+        for (d, outcome, at) in
+            [(0, dead(), DAY), (1, notify::Outcome::Delivered, 2 * DAY), (2, retry, 3 * DAY), (4, dead(), 5 * DAY)]
+        {
+            assert!(notify::finish(db, &queued[d].id, &outcome, at).await.unwrap());
         }
         let health = channel_health(db, 2 * DAY, 3).await.unwrap();
         let ops = ChannelHealth {
-            id: "c1".into(),
+            id: ids[0].clone(),
             name: "ops".into(),
             enabled: true,
             dead_since: 1,
             latest_failed: vec![true, true, false],
         };
-        let sms =
-            ChannelHealth { id: "c2".into(), name: "sms".into(), enabled: false, dead_since: 0, latest_failed: vec![] };
+        let sms = ChannelHealth {
+            id: ids[1].clone(),
+            name: "sms".into(),
+            enabled: false,
+            dead_since: 0,
+            latest_failed: vec![],
+        };
         assert_eq!(health, [ops, sms]);
     }
 
