@@ -175,8 +175,14 @@ pub async fn start(
     let (signals_tx, signals_rx) = mpsc::channel(SHARD_QUEUE);
     let mut engines: Vec<Engine> = inputs.shards.iter().map(|_| Engine::default()).collect();
     let started = std::time::Instant::now();
-    let replayed = replay(&state, &profiles, &mut engines).await.map_err(|e| format!("rebuilding detection: {e}"))?;
-    tracing::info!(devices = replayed, ms = started.elapsed().as_millis(), "detection state rebuilt from the store");
+    let (replayed, missed) =
+        replay(&state, &profiles, &mut engines).await.map_err(|e| format!("rebuilding detection: {e}"))?;
+    tracing::info!(
+        devices = replayed,
+        unrecorded = missed.len(),
+        ms = started.elapsed().as_millis(),
+        "detection state rebuilt from the store"
+    );
     let mut tasks = Vec::new();
     for (rx, mut engine) in inputs.shards.into_iter().zip(engines) {
         engine.resume(now_ms());
@@ -199,6 +205,14 @@ pub async fn start(
     }
     tasks.push(tokio::spawn(alerts::run(state.clone(), signals_rx)));
     tasks.push(tokio::spawn(alerts::escalations(state, shutdown)));
+    // What the store missed goes through the alert task like any signal (alert, response, notices).
+    tokio::spawn(async move {
+        for s in missed {
+            if signals_tx.send(s).await.is_err() {
+                break;
+            }
+        }
+    });
     Ok(tasks)
 }
 
@@ -208,15 +222,18 @@ const REPLAY_REPORTS: i64 = 720;
 const REPLAY_CONNECTIONS: i64 = 200;
 
 /// Rebuilds each device's state from what is stored (the last two hours of reports and
-/// connections), in order, with the signals dropped: the alerts they stand for are stored
-/// already. Returns how many devices were replayed.
+/// connections), in order. Signals whose alerts are stored already are dropped; the last signal
+/// of a rule that the store does not reflect (the process died after a fact was committed and
+/// before its alert was written) is returned, to be handled now. Returns how many devices were
+/// replayed, and those signals.
 async fn replay(
     state: &AppState,
     profiles: &[Arc<ParsedProfile>],
     engines: &mut [Engine],
-) -> Result<usize, palisade_store::StoreError> {
+) -> Result<(usize, Vec<DeviceSignal>), palisade_store::StoreError> {
+    let mut missed = Vec::new();
     if profiles.is_empty() || engines.is_empty() {
-        return Ok(0);
+        return Ok((0, missed));
     }
     let since = now_ms().saturating_sub(REPLAY_MS);
     let filter = palisade_store::devices::DeviceFilter::default();
@@ -258,11 +275,25 @@ async fn replay(
             }
             facts.sort_by_key(|(at, _)| *at);
             let n = engines.len();
+            let mut last: HashMap<(String, String), Signal> = HashMap::new();
             if let Some(engine) = engines.get_mut(shard_of(id, n)) {
                 for (_, obs) in &facts {
-                    engine.observe(id, &rules, obs);
+                    for s in engine.observe(id, &rules, obs) {
+                        last.insert((s.profile.clone(), s.rule.clone()), s);
+                    }
                 }
                 replayed += 1;
+            }
+            if last.is_empty() {
+                continue;
+            }
+            let filter =
+                palisade_store::alerts::AlertFilter { device: Some(id.to_owned()), limit: 1000, ..Default::default() };
+            let stored = state.store.alerts(&filter).await?;
+            for signal in last.into_values() {
+                if unrecorded(&signal, &stored) {
+                    missed.push(DeviceSignal { device: id.to_owned(), group: d.attrs.group.clone(), signal });
+                }
             }
         }
         match page.next.as_deref().map(str::parse::<palisade_core::DeviceId>) {
@@ -270,7 +301,19 @@ async fn replay(
             _ => break,
         }
     }
-    Ok(replayed)
+    Ok((replayed, missed))
+}
+
+/// Whether the store does not reflect a rule's last signal from replay: a raise with no alert of
+/// the rule seen at or after it (whatever its status since), or a clear of an alert still active
+/// that was last seen before it.
+fn unrecorded(signal: &Signal, stored: &[palisade_store::alerts::Alert]) -> bool {
+    let mut of_rule = stored.iter().filter(|a| a.profile == signal.profile && a.rule == signal.rule);
+    if signal.raised {
+        !of_rule.any(|a| a.last_ms >= signal.at_ms)
+    } else {
+        signal.auto_resolve && of_rule.any(|a| a.status != "resolved" && a.last_ms < signal.at_ms)
+    }
 }
 
 /// What a connection fact tells detection: a connection, or a session that ended.
@@ -451,5 +494,67 @@ pub fn report(t: &TelemetryV1, at_ms: i64, received_ms: i64, facts: &TelemetryFa
             .as_ref()
             .map(|l| Fix { at: LatLon { lat: l.lat, lon: l.lon }, acc_m: l.acc_m.unwrap_or(0.0) })
             .filter(|f| f.at.is_valid()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use palisade_core::detect::{Response, Severity};
+    use palisade_store::alerts::Alert;
+
+    use super::*;
+
+    fn signal(raised: bool, at_ms: i64) -> Signal {
+        Signal {
+            profile: "p".into(),
+            rule: "r".into(),
+            raised,
+            severity: Severity::High,
+            response: Response::AlertOnly,
+            dry_run: false,
+            auto_resolve: true,
+            title: "t".into(),
+            detail: "d".into(),
+            at_ms,
+        }
+    }
+
+    fn alert(rule: &str, status: &str, last_ms: i64) -> Alert {
+        Alert {
+            id: "al".into(),
+            device_id: "d".into(),
+            group: None,
+            profile: "p".into(),
+            rule: rule.into(),
+            severity: "high".into(),
+            status: status.into(),
+            title: "t".into(),
+            detail: "d".into(),
+            count: 1,
+            first_ms: 0,
+            last_ms,
+            response: "alert".into(),
+            acked_by: None,
+            acked_ms: None,
+            resolved_ms: None,
+            resolution: None,
+            escalation_step: 0,
+            suppressed_until_ms: None,
+        }
+    }
+
+    #[test]
+    fn replay_hands_on_only_what_the_store_missed() {
+        // A raise the store has (even resolved since) is not raised again; one it lacks is.
+        assert!(!unrecorded(&signal(true, 100), &[alert("r", "resolved", 100)]));
+        assert!(!unrecorded(&signal(true, 100), &[alert("r", "open", 150)]));
+        assert!(unrecorded(&signal(true, 100), &[alert("r", "open", 50)]));
+        assert!(unrecorded(&signal(true, 100), &[alert("other", "open", 150)]));
+        assert!(unrecorded(&signal(true, 100), &[]));
+        // A clear is handed on only if an active alert predates it.
+        assert!(unrecorded(&signal(false, 100), &[alert("r", "open", 50)]));
+        assert!(!unrecorded(&signal(false, 100), &[alert("r", "resolved", 50)]));
+        assert!(!unrecorded(&signal(false, 100), &[alert("r", "open", 150)]));
+        assert!(!unrecorded(&signal(false, 100), &[]));
     }
 }

@@ -470,3 +470,43 @@ async fn learned_state_survives_a_restart() {
     }
     assert_eq!(found[0]["rule"], "exfil", "{found}");
 }
+
+/// Facts are committed before detection sees them: if the process dies in between, the alert
+/// is raised at the next start. Staged here by storing the facts while no profile watches the
+/// device, then adding the profile: the store then holds facts that call for an alert it lacks,
+/// which is what such a crash leaves behind.
+#[tokio::test]
+async fn an_alert_missing_for_stored_facts_is_raised_at_start() {
+    let mut s = Server::start().await;
+    let admin = s.api_key("admin");
+    let tmp = tempfile::tempdir().unwrap();
+    let (id, cert, key) = crate::mqtt::enrolled(&s, &admin, tmp.path(), "crashed").await;
+    let (client, mut events) = device_session(&s, tmp.path(), &id, &cert, &key);
+    let telnet = json!({"v": 1, "net": {"listening": [{"proto": "tcp", "port": 23}]}}).to_string().into_bytes();
+    assert!(publish_acked(&client, &mut events, &format!("devices/{id}/telemetry"), telnet).await);
+    let _ = client.disconnect().await;
+    let profile = json!({"groups": ["g"], "rules": [{
+        "id": "ports", "kind": "membership", "field": "listening_port", "op": "not_in", "set": [443],
+        "severity": "high"
+    }]});
+    assert_eq!(s.client.put("/api/v1/profiles/ports", &admin, profile).await.status, StatusCode::OK);
+    assert_eq!(alerts(&s, &admin).await, Vec::<Value>::new());
+    assert!(s.terminate().await.success());
+    let s2 = Server::start_in(&s.dir.clone(), Backend::Sqlite).await;
+    let mut found = Vec::new();
+    for _ in 0..100 {
+        found = alerts(&s2, &admin).await;
+        if !found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!((found[0]["device_id"].as_str(), found[0]["rule"].as_str()), (Some(id.as_str()), Some("ports")));
+    // Raised once: a second restart finds it recorded.
+    let mut s2 = s2;
+    assert!(s2.terminate().await.success());
+    let s3 = Server::start_in(&s.dir.clone(), Backend::Sqlite).await;
+    let after = alerts(&s3, &admin).await;
+    assert_eq!((after.len(), after[0]["count"].as_i64()), (1, Some(1)), "{after:?}");
+}
