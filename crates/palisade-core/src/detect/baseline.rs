@@ -59,11 +59,6 @@ fn push(q: &mut VecDeque<f64>, cap: usize, x: f64) {
 }
 
 impl Baseline {
-    /// How many values it has learned from.
-    pub fn seen(&self) -> u64 {
-        self.seen
-    }
-
     /// Scores `x` at hour `hour` (0..24) against what was learned; `None` during warm-up.
     pub fn score(&self, x: f64, hour: usize, warmup: u64) -> Option<Score> {
         if self.seen < warmup || self.recent.is_empty() || !x.is_finite() {

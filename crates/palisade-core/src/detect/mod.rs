@@ -248,10 +248,6 @@ fn key(profile: &str, rule: &str) -> String {
 }
 
 impl Engine {
-    pub fn devices(&self) -> usize {
-        self.devices.len()
-    }
-
     pub fn device_ids(&self) -> impl Iterator<Item = &String> {
         self.devices.keys()
     }
@@ -263,14 +259,6 @@ impl Engine {
             if let Some(last) = &mut state.last_received_ms {
                 *last = (*last).max(now_ms);
             }
-        }
-    }
-
-    /// Forgets a device (decommissioned, or its rules changed).
-    pub fn forget(&mut self, device: &str) {
-        self.devices.remove(device);
-        for f in self.fleet.values_mut() {
-            f.latest.remove(device);
         }
     }
 
