@@ -6,6 +6,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod checks;
 pub mod config;
+pub mod console;
 pub mod detect;
 mod http;
 pub mod metrics;

@@ -346,27 +346,21 @@ fn like_pattern(q: &str) -> String {
     p
 }
 
-pub async fn list<D: Db>(
-    db: &mut D,
-    keys: &Keyring,
-    filter: &DeviceFilter,
-    cursor: Option<&DeviceId>,
-    limit: usize,
-) -> Result<Page<Device>, StoreError> {
+/// The WHERE conditions of a filter, their parameters appended to `params`.
+fn filter_clauses(filter: &DeviceFilter, params: &mut Vec<crate::sql::Value>) -> Vec<String> {
     let mut clauses: Vec<String> = Vec::new();
-    let mut params = Vec::new();
-    let mut eq = |col: &str, v: Option<String>, clauses: &mut Vec<String>| {
+    let eq = |col: &str, v: Option<String>, clauses: &mut Vec<String>, params: &mut Vec<crate::sql::Value>| {
         if let Some(v) = v {
             params.push(crate::sql::Value::from(v));
             clauses.push(format!("{col} = ${}", params.len()));
         }
     };
-    eq("state", filter.state.map(|s| s.as_str().to_owned()), &mut clauses);
-    eq("device_group", filter.group.clone(), &mut clauses);
-    eq("region", filter.region.clone(), &mut clauses);
-    eq("criticality", filter.criticality.map(|c| c.as_str().to_owned()), &mut clauses);
-    eq("model", filter.model.clone(), &mut clauses);
-    eq("firmware_version", filter.firmware_version.clone(), &mut clauses);
+    eq("state", filter.state.map(|s| s.as_str().to_owned()), &mut clauses, params);
+    eq("device_group", filter.group.clone(), &mut clauses, params);
+    eq("region", filter.region.clone(), &mut clauses, params);
+    eq("criticality", filter.criticality.map(|c| c.as_str().to_owned()), &mut clauses, params);
+    eq("model", filter.model.clone(), &mut clauses, params);
+    eq("firmware_version", filter.firmware_version.clone(), &mut clauses, params);
     if let Some(tag) = &filter.tag {
         params.push(tag.into());
         clauses.push(format!("id IN (SELECT device_id FROM device_tags WHERE tag = ${})", params.len()));
@@ -397,6 +391,18 @@ pub async fn list<D: Db>(
         }
         clauses.push(if ors.is_empty() { "1 = 0".to_owned() } else { format!("({})", ors.join(" OR ")) });
     }
+    clauses
+}
+
+pub async fn list<D: Db>(
+    db: &mut D,
+    keys: &Keyring,
+    filter: &DeviceFilter,
+    cursor: Option<&DeviceId>,
+    limit: usize,
+) -> Result<Page<Device>, StoreError> {
+    let mut params = Vec::new();
+    let mut clauses = filter_clauses(filter, &mut params);
     if let Some(c) = cursor {
         params.push(c.as_str().into());
         clauses.push(format!("id > ${}", params.len()));
@@ -429,6 +435,43 @@ pub async fn list<D: Db>(
         .collect::<Result<Vec<_>, _>>()?;
     let next = if more { items.last().map(|d| d.id.to_string()) } else { None };
     Ok(Page { items, next })
+}
+
+/// Devices counted by one attribute (`state`, `criticality`, `region`, `device_group`, or
+/// `model` and `firmware_version` together), within a filter; most numerous first.
+#[derive(Debug, Clone, Default)]
+pub struct FleetSummary {
+    pub by_state: Vec<(String, i64)>,
+    pub by_criticality: Vec<(String, i64)>,
+    pub by_region: Vec<(String, i64)>,
+    /// (model, firmware version, devices), by model then version.
+    pub firmware: Vec<(String, String, i64)>,
+}
+
+pub async fn fleet_summary<D: Db>(db: &mut D, filter: &DeviceFilter) -> Result<FleetSummary, StoreError> {
+    let mut params = Vec::new();
+    let clauses = filter_clauses(filter, &mut params);
+    let where_ = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+    let mut by = async |col: &str| -> Result<Vec<(String, i64)>, StoreError> {
+        let sql = format!(
+            "SELECT coalesce({col}, ''), count(*) FROM devices {where_} GROUP BY coalesce({col}, '') ORDER BY 2 DESC, 1"
+        );
+        db.query(&sql, params.clone()).await?.iter().map(|r| Ok((r.text(0)?, r.int(1)?))).collect()
+    };
+    let by_state = by("state").await?;
+    let by_criticality = by("criticality").await?;
+    let by_region = by("region").await?;
+    let sql = format!(
+        "SELECT model, coalesce(firmware_version, ''), count(*) FROM devices {where_} \
+         GROUP BY model, coalesce(firmware_version, '') ORDER BY 1, 2"
+    );
+    let firmware = db
+        .query(&sql, params.clone())
+        .await?
+        .iter()
+        .map(|r| Ok((r.text(0)?, r.text(1)?, r.int(2)?)))
+        .collect::<Result<_, StoreError>>()?;
+    Ok(FleetSummary { by_state, by_criticality, by_region, firmware })
 }
 
 pub async fn count<D: Db>(db: &mut D) -> Result<i64, StoreError> {

@@ -264,6 +264,11 @@ impl Store {
         read_op!(self, "device.list", |c| devices::list(c, &self.keys, filter, cursor, limit).await)
     }
 
+    /// Devices counted by state, criticality, region and firmware, within a filter.
+    pub async fn fleet_summary(&self, filter: &DeviceFilter) -> Result<devices::FleetSummary, StoreError> {
+        read_op!(self, "device.summary", |c| devices::fleet_summary(c, filter).await)
+    }
+
     pub async fn count_devices(&self) -> Result<i64, StoreError> {
         read_op!(self, "device.count", |c| devices::count(c).await)
     }

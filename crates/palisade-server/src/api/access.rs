@@ -70,6 +70,18 @@ pub async fn login(
     axum::Extension(peer): axum::Extension<PeerAddr>,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
+    let (body, cookie) = sign_in(&state, peer, req).await?;
+    let mut resp = Json(body).into_response();
+    resp.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(resp)
+}
+
+/// Signs in (API and console alike): the answer and the session cookie to set.
+pub async fn sign_in(
+    state: &AppState,
+    peer: PeerAddr,
+    req: LoginRequest,
+) -> Result<(LoginResponse, HeaderValue), ApiError> {
     let now = now_ms();
     let ip = peer.0.ip().to_string();
     let username = req.username.trim().to_lowercase();
@@ -109,7 +121,7 @@ pub async fn login(
     let user = match user {
         Some(u) if password_ok && u.status == UserStatus::Active => u,
         _ => {
-            fail(&state, &account_key, &source_key, &username, now, anonymous.clone()).await;
+            fail(state, &account_key, &source_key, &username, now, anonymous.clone()).await;
             audit("bad_credentials", anonymous).await;
             return Err(login_failed());
         }
@@ -132,7 +144,7 @@ pub async fn login(
             }
         };
         if !ok {
-            fail(&state, &account_key, &source_key, &username, now, anonymous.clone()).await;
+            fail(state, &account_key, &source_key, &username, now, anonymous.clone()).await;
             audit("bad_mfa_code", anonymous).await;
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -158,9 +170,7 @@ pub async fn login(
         session_id.as_str(),
         state.auth.config.session_absolute_secs
     );
-    let mut resp = Json(body).into_response();
-    resp.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(|_| ApiError::internal())?);
-    Ok(resp)
+    Ok((body, HeaderValue::from_str(&cookie).map_err(|_| ApiError::internal())?))
 }
 
 /// Counts a failed sign-in, locks the account when it is time, and holds the answer.

@@ -15,11 +15,13 @@ pub struct ApiError {
     pub message: String,
     pub allowed: Option<Vec<String>>,
     pub rows: Option<Vec<RowErrorView>>,
+    /// The request field at fault, when one is (the console shows the message next to it).
+    pub field: Option<String>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), allowed: None, rows: None }
+        Self { status, code, message: message.into(), allowed: None, rows: None, field: None }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -45,7 +47,8 @@ impl ApiError {
 
 impl From<palisade_core::InvalidField> for ApiError {
     fn from(e: palisade_core::InvalidField) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", e.to_string())
+        let message = e.to_string();
+        Self { field: Some(e.field), ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message) }
     }
 }
 

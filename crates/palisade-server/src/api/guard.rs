@@ -108,7 +108,7 @@ fn session_cookie(headers: &HeaderMap) -> Option<Zeroizing<String>> {
 }
 
 /// Identifies the caller. `Ok(None)`: no credentials at all.
-async fn authenticate(
+pub(crate) async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     source_ip: Option<String>,

@@ -162,6 +162,7 @@ pub fn router(state: AppState) -> Router {
     let (api, _) = api().split_for_parts();
     Router::new()
         .merge(api)
+        .merge(crate::console::router(state.clone()))
         .route("/api/v1/openapi.json", get(system::openapi))
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
@@ -198,6 +199,9 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     h.insert("strict-transport-security", HeaderValue::from_static("max-age=31536000"));
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     h.insert("cache-control", HeaderValue::from_static("no-store"));
-    h.insert("content-security-policy", HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
+    if !h.contains_key("content-security-policy") {
+        // JSON and plain text need nothing; the console sets its own (`console::CSP`).
+        h.insert("content-security-policy", HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
+    }
     resp
 }
