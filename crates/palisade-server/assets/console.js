@@ -29,17 +29,21 @@
     s.textContent = sev;
     return s;
   }
-  function when(iso) {
-    var d = new Date(iso);
-    if (isNaN(d.getTime())) return iso;
+  // A time as the pages print it: milliseconds since the epoch (the stream) or RFC 3339.
+  function when(t) {
+    var d = new Date(t);
+    if (isNaN(d.getTime())) return t == null ? "" : String(t);
     return d.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
   }
 
   // A tbody with data-stream: rows keyed by data-alert-id, newest first, updated in place.
+  // data-status, when set, lists the statuses the table shows (an alert leaving them leaves).
   function liveAlerts(tbody) {
     var status = document.getElementById("live-status");
     var empty = document.getElementById("live-empty");
     var max = parseInt(tbody.getAttribute("data-max") || "50", 10);
+    // Which alert fields make a row, in order (data-columns); the overview's five by default.
+    var columns = (tbody.getAttribute("data-columns") || "severity,title,device,status,last_seen").split(",");
     var source = new EventSource(tbody.getAttribute("data-stream"));
     source.addEventListener("open", function () {
       if (status) status.textContent = "live";
@@ -57,13 +61,21 @@
       var row = document.createElement("tr");
       row.setAttribute("data-alert-id", a.id);
       row.className = "fresh";
-      cell(row, badge(a.severity));
-      cell(row, link("/ui/alerts/" + encodeURIComponent(a.id), a.title, false));
-      cell(row, link("/ui/devices/" + encodeURIComponent(a.device_id), a.device_id, true));
-      cell(row, text(a.status));
-      cell(row, text(when(a.last_seen)));
+      for (var i = 0; i < columns.length; i++) {
+        var c = columns[i];
+        if (c === "severity") cell(row, badge(a.severity));
+        else if (c === "title") cell(row, link("/ui/alerts/" + encodeURIComponent(a.id), a.title, false));
+        else if (c === "device") cell(row, link("/ui/devices/" + encodeURIComponent(a.device_id), a.device_id, true));
+        else if (c === "last_seen") cell(row, text(when(a.last_ms)));
+        else {
+          cell(row, text(a[c]));
+          if (c === "count" || c === "escalation_step") row.lastChild.className = "num";
+        }
+      }
       var old = tbody.querySelector('tr[data-alert-id="' + CSS.escape(a.id) + '"]');
       if (old) old.remove();
+      var only = tbody.getAttribute("data-status");
+      if (only && only.split(",").indexOf(a.status) < 0) return;
       tbody.insertBefore(row, tbody.firstChild);
       while (tbody.rows.length > max) tbody.deleteRow(tbody.rows.length - 1);
       if (empty) empty.hidden = true;

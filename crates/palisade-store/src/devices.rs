@@ -414,8 +414,13 @@ pub async fn list<D: Db>(
     let mut rows = db.query(&sql, params).await?;
     let more = rows.len() > limit;
     rows.truncate(limit);
+    let items = decode_page(db, keys, &rows).await?;
+    let next = if more { items.last().map(|d| d.id.to_string()) } else { None };
+    Ok(Page { items, next })
+}
 
-    // Tags of the whole page in one query.
+/// Decodes a page of device rows, with the tags of the whole page read in one query.
+async fn decode_page<D: Db>(db: &mut D, keys: &Keyring, rows: &[Row]) -> Result<Vec<Device>, StoreError> {
     let mut tags: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
     if !rows.is_empty() {
         let ids: Vec<String> = rows.iter().map(|r| r.text(0)).collect::<Result<_, _>>()?;
@@ -426,15 +431,12 @@ pub async fn list<D: Db>(
             tags.entry(r.text(0)?).or_default().push(r.text(1)?);
         }
     }
-    let items = rows
-        .iter()
+    rows.iter()
         .map(|r| {
             let t = tags.remove(&r.text(0)?).unwrap_or_default();
             decode(r, keys, t)
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    let next = if more { items.last().map(|d| d.id.to_string()) } else { None };
-    Ok(Page { items, next })
+        .collect()
 }
 
 /// Devices counted by one attribute (`state`, `criticality`, `region`, `device_group`, or
@@ -476,4 +478,96 @@ pub async fn fleet_summary<D: Db>(db: &mut D, filter: &DeviceFilter) -> Result<F
 
 pub async fn count<D: Db>(db: &mut D) -> Result<i64, StoreError> {
     db.query_opt("SELECT count(*) FROM devices", vec![]).await?.map_or(Ok(0), |r| r.int(0))
+}
+
+/// A column a listing can be ordered by (the console's sortable table; the API pages by id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    Serial,
+    Model,
+    /// In lifecycle order (registered … decommissioned), not alphabetically.
+    State,
+    /// Low to critical.
+    Criticality,
+    Region,
+    Updated,
+}
+
+impl SortKey {
+    /// The ORDER BY expression. Text columns compare byte-wise on both backends (PostgreSQL's
+    /// default collation would otherwise ignore case and punctuation where SQLite does not);
+    /// a missing region sorts as the empty text.
+    fn expression(self, dialect: crate::sql::Dialect) -> String {
+        let text = |col: &str| match dialect {
+            crate::sql::Dialect::Sqlite => format!("coalesce({col}, '')"),
+            crate::sql::Dialect::Postgres => format!("coalesce({col}, '') COLLATE \"C\""),
+        };
+        match self {
+            Self::Serial => text("serial"),
+            Self::Model => text("model"),
+            Self::Region => text("region"),
+            Self::Updated => "updated_ms".to_owned(),
+            Self::State => {
+                let arms: Vec<String> = LifecycleState::ALL
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| format!("WHEN '{}' THEN {i}", s.as_str()))
+                    .collect();
+                format!("CASE state {} ELSE 99 END", arms.join(" "))
+            }
+            Self::Criticality => {
+                let arms: Vec<String> = Criticality::ALL
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("WHEN '{}' THEN {i}", c.as_str()))
+                    .collect();
+                format!("CASE criticality {} ELSE 99 END", arms.join(" "))
+            }
+        }
+    }
+}
+
+/// How a sorted listing is ordered: by one column, then by id (so the order is total).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceOrder {
+    pub key: SortKey,
+    pub descending: bool,
+}
+
+/// One page of a filtered listing in `order`, `offset` rows in; `next` is the offset of the
+/// following page.
+pub async fn list_sorted<D: Db>(
+    db: &mut D,
+    keys: &Keyring,
+    filter: &DeviceFilter,
+    order: DeviceOrder,
+    offset: usize,
+    limit: usize,
+) -> Result<Page<Device>, StoreError> {
+    let mut params = Vec::new();
+    let clauses = filter_clauses(filter, &mut params);
+    let where_ = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+    let dir = if order.descending { "DESC" } else { "ASC" };
+    params.push(i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX).into());
+    params.push(i64::try_from(offset).unwrap_or(i64::MAX).into());
+    let sql = format!(
+        "SELECT {COLUMNS} FROM devices {where_} ORDER BY {} {dir}, id {dir} LIMIT ${} OFFSET ${}",
+        order.key.expression(D::DIALECT),
+        params.len() - 1,
+        params.len()
+    );
+    let mut rows = db.query(&sql, params).await?;
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let items = decode_page(db, keys, &rows).await?;
+    let next = if more { Some(offset.saturating_add(limit).to_string()) } else { None };
+    Ok(Page { items, next })
+}
+
+/// How many devices match a filter.
+pub async fn count_matching<D: Db>(db: &mut D, filter: &DeviceFilter) -> Result<i64, StoreError> {
+    let mut params = Vec::new();
+    let clauses = filter_clauses(filter, &mut params);
+    let where_ = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+    db.query_opt(&format!("SELECT count(*) FROM devices {where_}"), params).await?.map_or(Ok(0), |r| r.int(0))
 }

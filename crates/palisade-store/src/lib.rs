@@ -970,3 +970,47 @@ impl Store {
         write_op!(self, "notify.prune", |c| notify::prune(c, before_ms).await)
     }
 }
+
+// The web console.
+
+pub mod console;
+
+impl Store {
+    /// One page of devices matching `filter` in `order`, `offset` rows in (`next`: the next offset).
+    pub async fn list_devices_sorted(
+        &self,
+        filter: &DeviceFilter,
+        order: devices::DeviceOrder,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page<Device>, StoreError> {
+        read_op!(self, "device.list_sorted", |c| devices::list_sorted(c, &self.keys, filter, order, offset, limit)
+            .await)
+    }
+
+    /// How many devices match `filter`.
+    pub async fn count_devices_matching(&self, filter: &DeviceFilter) -> Result<i64, StoreError> {
+        read_op!(self, "device.count_matching", |c| devices::count_matching(c, filter).await)
+    }
+
+    /// Saves (or replaces) a person's named filter of the device list.
+    pub async fn save_console_filter(
+        &self,
+        user_id: String,
+        name: String,
+        query: String,
+        now_ms: i64,
+    ) -> Result<console::SavedFilter, StoreError> {
+        write_op!(self, "console.filter_save", |c| console::save(c, &user_id, &name, &query, now_ms).await)
+    }
+
+    /// A person's saved filters, by name.
+    pub async fn console_filters(&self, user_id: &str) -> Result<Vec<console::SavedFilter>, StoreError> {
+        read_op!(self, "console.filters", |c| console::list(c, user_id).await)
+    }
+
+    /// Forgets a person's saved filter; false when there was none of that name.
+    pub async fn delete_console_filter(&self, user_id: String, name: String) -> Result<bool, StoreError> {
+        write_op!(self, "console.filter_delete", |c| console::delete(c, &user_id, &name).await)
+    }
+}

@@ -12,6 +12,7 @@ const SQLITE: &[(i64, &str)] = &[
     (6, include_str!("../migrations/sqlite/0006_telemetry.sql")),
     (7, include_str!("../migrations/sqlite/0007_detection.sql")),
     (8, include_str!("../migrations/sqlite/0008_notify.sql")),
+    (9, include_str!("../migrations/sqlite/0009_console.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -22,6 +23,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (6, include_str!("../migrations/postgres/0006_telemetry.sql")),
     (7, include_str!("../migrations/postgres/0007_detection.sql")),
     (8, include_str!("../migrations/postgres/0008_notify.sql")),
+    (9, include_str!("../migrations/postgres/0009_console.sql")),
 ];
 
 /// Applies every migration not yet applied. Runs inside the caller's transaction (DDL is

@@ -134,6 +134,8 @@ conformance!(
     api_keys_authenticate_only_when_valid,
     concurrent_writes_all_land_in_one_chain,
     users_sessions_and_mfa_state,
+    devices_sort_and_page_by_offset,
+    console_filters_per_user,
 );
 
 async fn devices_round_trip_filter_and_paginate(backend: &str) {
@@ -398,5 +400,98 @@ async fn users_sessions_and_mfa_state(backend: &str) {
     assert_eq!(s.custom_roles().await.unwrap(), vec![role]);
     s.set_user_locked("u1".into(), Some(99), ctx()).await.unwrap();
     assert_eq!(s.user("u1").await.unwrap().locked_until_ms, Some(99));
+    s.close().await;
+}
+
+async fn devices_sort_and_page_by_offset(backend: &str) {
+    use palisade_store::devices::{DeviceOrder, SortKey};
+    let Some(f) = Fixture::new(backend).await else { return };
+    let s = open(&f, &MasterKey::generate().unwrap()).await;
+    // Serials that byte-wise order and a locale's order disagree on; one device without a region.
+    let rows = [
+        ("b-2", Criticality::Low, Some("us-east")),
+        ("B-1", Criticality::Critical, Some("eu-west")),
+        ("a_3", Criticality::Medium, None),
+        ("c-4", Criticality::High, Some("ap-south")),
+        ("a-5", Criticality::Low, Some("eu-west")),
+    ];
+    let mut ids = Vec::new();
+    for (n, (serial, crit, region)) in rows.iter().enumerate() {
+        let mut d = new_device(n as u64, "north", *crit);
+        d.attrs.serial = (*serial).into();
+        d.attrs.region = region.map(Into::into);
+        ids.push(s.create_device(d, ctx()).await.unwrap().id);
+    }
+    s.create_device(new_device(99, "south", Criticality::Low), ctx()).await.unwrap();
+    s.transition_device(ids[3].clone(), Transition::To(LifecycleState::Provisioned), None, ctx()).await.unwrap();
+    let north = DeviceFilter { group: Some("north".into()), ..Default::default() };
+    let serials = |page: &palisade_store::devices::Page<palisade_core::device::Device>| {
+        page.items.iter().map(|d| d.attrs.serial.clone()).collect::<Vec<_>>()
+    };
+    let by = |key, descending| DeviceOrder { key, descending };
+
+    let page = s.list_devices_sorted(&north, by(SortKey::Serial, false), 0, 10).await.unwrap();
+    assert_eq!(serials(&page), ["B-1", "a-5", "a_3", "b-2", "c-4"], "byte-wise on every backend");
+    assert_eq!(page.next, None);
+    let first = s.list_devices_sorted(&north, by(SortKey::Serial, true), 0, 2).await.unwrap();
+    assert_eq!((serials(&first), first.next.as_deref()), (vec!["c-4".to_owned(), "b-2".to_owned()], Some("2")));
+    let second = s.list_devices_sorted(&north, by(SortKey::Serial, true), 2, 2).await.unwrap();
+    assert_eq!((serials(&second), second.next.as_deref()), (vec!["a_3".to_owned(), "a-5".to_owned()], Some("4")));
+    let last = s.list_devices_sorted(&north, by(SortKey::Serial, true), 4, 2).await.unwrap();
+    assert_eq!((serials(&last), last.next), (vec!["B-1".to_owned()], None));
+
+    let crit = s.list_devices_sorted(&north, by(SortKey::Criticality, true), 0, 10).await.unwrap();
+    let order: Vec<&str> = crit.items.iter().map(|d| d.attrs.criticality.as_str()).collect();
+    assert_eq!(order, ["critical", "high", "medium", "low", "low"], "by rank, not alphabetically");
+    let region = s.list_devices_sorted(&north, by(SortKey::Region, false), 0, 10).await.unwrap();
+    assert_eq!(region.items[0].attrs.region, None, "no region sorts first, as empty text");
+    assert_eq!(region.items[1].attrs.region.as_deref(), Some("ap-south"));
+    let state = s.list_devices_sorted(&north, by(SortKey::State, true), 0, 1).await.unwrap();
+    assert_eq!(state.items[0].id, ids[3], "provisioned after registered");
+    assert_eq!(s.count_devices_matching(&north).await.unwrap(), 5);
+    let none = DeviceFilter { scopes: Some(vec![]), ..Default::default() };
+    assert_eq!(s.count_devices_matching(&none).await.unwrap(), 0);
+    assert!(s.list_devices_sorted(&none, by(SortKey::Updated, true), 0, 10).await.unwrap().items.is_empty());
+    s.close().await;
+}
+
+async fn console_filters_per_user(backend: &str) {
+    use palisade_store::users::NewUser;
+    let Some(f) = Fixture::new(backend).await else { return };
+    let s = open(&f, &MasterKey::generate().unwrap()).await;
+    for (id, name) in [("u1", "alice"), ("u2", "bob")] {
+        let new = NewUser {
+            id: id.into(),
+            username: name.into(),
+            display_name: None,
+            email: None,
+            password_hash: zeroize::Zeroizing::new("hash".into()),
+            must_change_password: false,
+            bindings: vec![],
+        };
+        s.create_user(new, ctx()).await.unwrap();
+    }
+    s.save_console_filter("u1".into(), " quarantined ".into(), "state=quarantined".into(), 1).await.unwrap();
+    s.save_console_filter("u1".into(), "critical".into(), "criticality=critical".into(), 2).await.unwrap();
+    s.save_console_filter("u1".into(), "quarantined".into(), "state=quarantined&sort=updated".into(), 3).await.unwrap();
+    let mine = s.console_filters("u1").await.unwrap();
+    let names: Vec<(&str, &str)> = mine.iter().map(|f| (f.name.as_str(), f.query.as_str())).collect();
+    assert_eq!(names, [("critical", "criticality=critical"), ("quarantined", "state=quarantined&sort=updated")]);
+    assert!(s.console_filters("u2").await.unwrap().is_empty(), "filters are per person");
+
+    for (name, query) in [("", "q=x"), (&"n".repeat(65)[..], "q=x"), ("ok", &"q".repeat(513)[..])] {
+        let e = s.save_console_filter("u1".into(), name.into(), query.into(), 4).await.unwrap_err();
+        assert!(matches!(e, StoreError::Invalid(_)), "{name:?}: {e}");
+    }
+    for n in 2..50 {
+        s.save_console_filter("u1".into(), format!("f{n:02}"), "q=x".into(), 5).await.unwrap();
+    }
+    let e = s.save_console_filter("u1".into(), "one too many".into(), "q=x".into(), 6).await.unwrap_err();
+    assert!(matches!(&e, StoreError::Invalid(f) if f.field == "name"), "{e}");
+    s.save_console_filter("u1".into(), "critical".into(), "criticality=high".into(), 7).await.unwrap();
+    assert!(s.delete_console_filter("u1".into(), "critical".into()).await.unwrap());
+    assert!(!s.delete_console_filter("u1".into(), "critical".into()).await.unwrap());
+    assert!(!s.delete_console_filter("u2".into(), "quarantined".into()).await.unwrap());
+    assert_eq!(s.console_filters("u1").await.unwrap().len(), 49);
     s.close().await;
 }

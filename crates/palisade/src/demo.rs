@@ -113,14 +113,14 @@ pub async fn run(mut config: Config, simulated: usize) -> anyhow::Result<ExitCod
     }
     let admin_password = bootstrap::initial_admin_path(&data_dir);
     println!(
-        "\nPalisade demo is running.\n\n  API:       {url}/api/v1/\n  CA:        {ca}\n  Admin key: {key} (valid 24 h)\n  Sign in:   user admin, one-time password in {pw} \
+        "\nPalisade demo is running.\n\n  Console:   {url}/ui/\n  API:       {url}/api/v1/\n  CA:        {ca}\n  Admin key: {key} (valid 24 h)\n  Sign in:   user admin, one-time password in {pw} \
          (the first sign-in changes it and enrols MFA)\n\n\
          Try:\n  curl --cacert {ca} -H 'Authorization: Bearer {key}' '{url}/api/v1/devices?state=quarantined'\n  \
          curl --cacert {ca} -H 'Authorization: Bearer {key}' '{url}/api/v1/alerts?status=open'\n  \
          curl --cacert {ca} -H 'Authorization: Bearer {key}' '{url}/api/v1/audit?limit=5'\n\n\
          {simulated} simulated devices (group \"sim\") report every 10 s; from minute 2 a few of them act out \
          attacks (examples/scenarios/demo.toml).\n\
-         The web console arrives with its issue. Ctrl-C stops the demo.",
+         Ctrl-C stops the demo.",
         ca = ca.display(),
         key = key.key.as_str(),
         pw = admin_password.display(),

@@ -72,9 +72,10 @@ pub async fn login(
         }
         Err(e) => {
             let errors = match e.code {
-                "mfa_required" => {
-                    FieldErrors::field("code", "This account uses two-factor authentication: enter the code from your app.")
-                }
+                "mfa_required" => FieldErrors::field(
+                    "code",
+                    "This account uses two-factor authentication: enter the code from your app.",
+                ),
                 "invalid_mfa_code" => FieldErrors::field("code", "This code is wrong or was already used."),
                 "locked" => FieldErrors::general(
                     "Too many failed sign-ins: this account or address is locked for a while. \
@@ -161,12 +162,17 @@ pub async fn change_password(
     axum::Form(form): axum::Form<PasswordForm>,
 ) -> Result<Response, Page> {
     let body = PasswordChange { current_password: form.current_password, new_password: form.new_password };
+    let forced = caller.0.restricted() == Some("password_change_required");
     let result = access::change_password(State(state.clone()), caller.0.clone(), ApiJson(body)).await;
     let mut page = Account::of(&state, ctx).await?;
     match result {
         Ok(_) => {
             if page.mfa_required && !page.mfa_enabled {
                 return Ok(Redirect::to("/ui/account").into_response());
+            }
+            if forced {
+                // The one-time password is gone: on to the console.
+                return Ok(Redirect::to("/ui/").into_response());
             }
             page.password_changed = true;
             Ok(render(StatusCode::OK, &page))

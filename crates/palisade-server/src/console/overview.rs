@@ -45,11 +45,7 @@ pub struct Compliance {
 
 /// Orders versions by their numeric parts (`1.10.0` after `1.9.2`), then as text.
 pub fn version_key(v: &str) -> (Vec<u64>, String) {
-    let nums = v
-        .trim_start_matches(['v', 'V'])
-        .split(['.', '-', '+'])
-        .map_while(|p| p.parse::<u64>().ok())
-        .collect();
+    let nums = v.trim_start_matches(['v', 'V']).split(['.', '-', '+']).map_while(|p| p.parse::<u64>().ok()).collect();
     (nums, v.to_owned())
 }
 
@@ -181,7 +177,7 @@ pub async fn page(State(state): State<AppState>, ctx: Ctx) -> Result<Response, P
         }
         risky.sort_by(|a, b| b.score.cmp(&a.score).then_with(|| a.device_id.cmp(&b.device_id)));
         risky.truncate(10);
-        open.sort_by(|a, b| b.last_ms.cmp(&a.last_ms));
+        open.sort_by_key(|a| std::cmp::Reverse(a.last_ms));
         feed = open
             .iter()
             .take(15)

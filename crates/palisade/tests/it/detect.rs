@@ -204,7 +204,7 @@ async fn webhook_routed(
 }
 
 /// An MQTT 3.1.1 session with the device's certificate (rumqttc over TLS 1.3).
-fn device_session(s: &Server, dir: &Path, id: &str, cert: &str, key: &str) -> (AsyncClient, EventLoop) {
+pub(crate) fn device_session(s: &Server, dir: &Path, id: &str, cert: &str, key: &str) -> (AsyncClient, EventLoop) {
     let mut roots = rustls::RootCertStore::empty();
     for ca in CertificateDer::pem_file_iter(s.dir.join("pki/root-ca.pem")).unwrap() {
         roots.add(ca.unwrap()).unwrap();
@@ -227,7 +227,7 @@ fn device_session(s: &Server, dir: &Path, id: &str, cert: &str, key: &str) -> (A
 
 /// A meter's report at device time `at_s` (seconds after a start ten minutes ago) with its
 /// upload counter.
-fn report(at_s: u64, tx_bytes: u64) -> Vec<u8> {
+pub(crate) fn report(at_s: u64, tx_bytes: u64) -> Vec<u8> {
     static START: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
     let start = *START.get_or_init(|| time::OffsetDateTime::now_utc().unix_timestamp() - 600);
     let at = time::OffsetDateTime::from_unix_timestamp(start + i64::try_from(at_s).unwrap()).unwrap();
@@ -238,7 +238,7 @@ fn report(at_s: u64, tx_bytes: u64) -> Vec<u8> {
 }
 
 /// Publishes and waits for the PUBACK (the report is stored) or for the session to end.
-async fn publish_acked(client: &AsyncClient, events: &mut EventLoop, topic: &str, payload: Vec<u8>) -> bool {
+pub(crate) async fn publish_acked(client: &AsyncClient, events: &mut EventLoop, topic: &str, payload: Vec<u8>) -> bool {
     client.publish(topic, QoS::AtLeastOnce, false, payload).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
