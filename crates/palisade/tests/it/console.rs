@@ -152,6 +152,7 @@ async fn an_analyst_signs_in_with_totp_sees_an_attack_live_acknowledges_it_and_q
     let secret = base32_decode(&b.find("#totp-secret").await.text().await);
     assert!(b.find("#totp-qr svg").await.is_displayed().await, "the QR code is shown");
     ui.own_host_only().await;
+    ui.shot("mfa-enrolment.png").await;
     ui.fill("#mfa-code", &totp_code(&secret, 0)).await;
     b.find("#mfa-confirm-submit").await.click().await;
     assert_eq!(b.wait_for("#recovery-codes", LIVE).await.find_all("li").await.len(), 10);
@@ -281,6 +282,7 @@ async fn a_technician_neither_sees_nor_reaches_pki_firmware_network_or_user_page
         let text = b.find("#error-page").await.text().await;
         assert!(text.contains("403"), "{hidden}: {text}");
     }
+    ui.shot("technician-refused.png").await;
     // No lifecycle controls on a device page either.
     let id = crate::identity::new_device(&s, &admin, "tech-visible").await;
     ui.open(&format!("/ui/devices/{id}")).await;
