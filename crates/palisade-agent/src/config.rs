@@ -19,6 +19,46 @@ pub struct AgentConfig {
     pub commands: Commands,
     #[serde(default)]
     pub diagnostics: Diagnostics,
+    /// Signed firmware updates; absent: the agent takes none.
+    pub update: Option<Update>,
+}
+
+/// Signed firmware updates (TUF): where their state lives, what hardware this is, and the hooks
+/// that install, boot and check an image (program and arguments, no shell; run with
+/// `PALISADE_SLOT`, `PALISADE_IMAGE`, `PALISADE_VERSION` set).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Update {
+    /// The device model images must be built for (a target's `hardware`).
+    pub hardware: String,
+    /// Trusted metadata, anti-rollback counter, A/B slots (mode 0700); default `identity.dir/update`.
+    pub dir: Option<PathBuf>,
+    /// The pinned initial root (`1.root.json`); absent: fetched from Palisade on first use.
+    pub root: Option<PathBuf>,
+    #[serde(default = "Update::default_interval")]
+    pub check_interval_secs: u64,
+    /// Writes the slot's image to where the device boots from (default: the slot file is enough).
+    #[serde(default)]
+    pub install: Vec<String>,
+    /// Boots the new slot (default: nothing, no real hardware).
+    #[serde(default)]
+    pub boot: Vec<String>,
+    /// Exit 0 = the new image is healthy (default: always healthy).
+    #[serde(default)]
+    pub health: Vec<String>,
+    /// How long a hook may run before it is killed and counted as failed.
+    #[serde(default = "Update::default_hook_timeout")]
+    pub hook_timeout_secs: u64,
+}
+
+impl Update {
+    fn default_interval() -> u64 {
+        3600
+    }
+
+    fn default_hook_timeout() -> u64 {
+        300
+    }
 }
 
 /// What `collect-diagnostics` gathers besides processes and sockets.
@@ -172,6 +212,18 @@ impl AgentConfig {
         if config.facts.gpsd.as_deref().is_some_and(|a| !host_port(a)) {
             return Err(invalid("facts.gpsd", "must be host:port, e.g. 127.0.0.1:2947"));
         }
+        if let Some(u) = &config.update {
+            let model = |m: &str| !m.is_empty() && m.len() <= 64 && !m.chars().any(char::is_control);
+            if !model(&u.hardware) {
+                return Err(invalid("update.hardware", "must be the device model (1 to 64 characters)"));
+            }
+            if !(60..=7 * 86_400).contains(&u.check_interval_secs) {
+                return Err(invalid("update.check_interval_secs", "must be between 60 and 604800"));
+            }
+            if !(1..=3600).contains(&u.hook_timeout_secs) {
+                return Err(invalid("update.hook_timeout_secs", "must be between 1 and 3600"));
+            }
+        }
         Ok(config)
     }
 }
@@ -219,6 +271,11 @@ reboot = ["/sbin/reboot"]
         let c = parse(&GOOD.replace("secure_boot = true", facts)).unwrap();
         assert_eq!((c.facts.modem.as_deref(), c.facts.gpsd.as_deref()), (Some("mmcli"), Some("[::1]:2947")));
         assert_eq!(c.facts.auth_log.as_deref(), Some(Path::new("/var/log/auth.log")));
+        assert!(c.update.is_none());
+        let c = parse(&format!("{GOOD}\n[update]\nhardware = \"meter-x\"\nhealth = [\"/bin/true\"]\n")).unwrap();
+        let u = c.update.unwrap();
+        assert_eq!((u.hardware.as_str(), u.check_interval_secs, u.hook_timeout_secs), ("meter-x", 3600, 300));
+        assert_eq!((u.health, u.install, u.dir, u.root), (vec!["/bin/true".to_owned()], vec![], None, None));
     }
 
     #[test]
@@ -236,6 +293,11 @@ reboot = ["/sbin/reboot"]
             (GOOD.replace("secure_boot = true", "modem = \"qmicli\""), "facts.modem"),
             (GOOD.replace("secure_boot = true", "gpsd = \"127.0.0.1\""), "facts.gpsd"),
             (GOOD.replace("secure_boot = true", "gpsd = \":2947\""), "facts.gpsd"),
+            (format!("{GOOD}\n[update]\nhardware = \"\""), "update.hardware"),
+            (format!("{GOOD}\n[update]\ninstall = []"), "hardware"),
+            (format!("{GOOD}\n[update]\nhardware = \"m\"\ncheck_interval_secs = 1"), "update.check_interval_secs"),
+            (format!("{GOOD}\n[update]\nhardware = \"m\"\nhook_timeout_secs = 0"), "update.hook_timeout_secs"),
+            (format!("{GOOD}\n[update]\nhardware = \"m\"\nreboot = []"), "reboot"),
         ] {
             let e = parse(&edit).unwrap_err().to_string();
             assert!(e.starts_with("agent.toml: "), "{e}");

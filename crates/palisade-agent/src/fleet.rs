@@ -11,6 +11,10 @@
 //! kind = "exfiltration"  # an AttackKind in snake_case
 //! at = "5m"              # offset from the start of the run: "90s", "5m", "1h"
 //! duration = "2m"        # optional, default per kind; refused for kinds that last or happen once
+//!
+//! [update]                       # firmware updates (the `update` command)
+//! health_fail = 0.1              # fraction of devices whose health check fails (0.0–1.0), chosen
+//! health_fail_version = "3.3.0"  # by device index and seed; only for this version (absent: any)
 //! ```
 
 use palisade_proto::telemetry::{Auth, Cell, Connection, Firmware, Listening, Loc, Net, Sys, TelemetryV1};
@@ -215,6 +219,8 @@ pub struct VirtualDevice {
     imei: String,
     swapped_imei: String,
     attacks: Vec<Armed>,
+    /// Firmware installed by an update: version and image SHA-256 (hex).
+    installed: Option<(String, String)>,
 }
 
 impl VirtualDevice {
@@ -240,8 +246,14 @@ impl VirtualDevice {
             imei: with_luhn(format!("{tac}{}", digits(&mut rng, 6))),
             swapped_imei: with_luhn(format!("35332811{}", digits(&mut rng, 6))),
             attacks: Vec::new(),
+            installed: None,
             rng,
         }
+    }
+
+    /// An update committed `version` (image SHA-256 `sha256`): reports name it from now on.
+    pub fn install_firmware(&mut self, version: &str, sha256: &str) {
+        self.installed = Some((version.to_owned(), format!("sha256:{sha256}")));
     }
 
     /// Plans attacks (times relative to `start_ms`), e.g. from [`Scenario::for_device`].
@@ -305,11 +317,13 @@ impl VirtualDevice {
         if self.active(AttackKind::UnexpectedDestination, now_ms) {
             connections.push(Connection { proto: "tcp".into(), dst: "203.0.113.66".into(), port: 4444 });
         }
-        let (version, digest) = if self.started(AttackKind::FirmwareDowngrade, now_ms).is_some() {
-            (old_version, firmware_digest(self.profile, old_version, false))
+        let (version, digest) = if let Some((version, sha256)) = &self.installed {
+            (version.clone(), sha256.clone())
+        } else if self.started(AttackKind::FirmwareDowngrade, now_ms).is_some() {
+            (old_version.to_owned(), firmware_digest(self.profile, old_version, false))
         } else {
             let tampered = self.started(AttackKind::FirmwareDigestMismatch, now_ms).is_some();
-            (version, firmware_digest(self.profile, version, tampered))
+            (version.to_owned(), firmware_digest(self.profile, version, tampered))
         };
         let imei = if self.started(AttackKind::SimSwap, now_ms).is_some() { &self.swapped_imei } else { &self.imei };
         let report = TelemetryV1 {
@@ -324,7 +338,7 @@ impl VirtualDevice {
                 boot_id: Some(self.boot_id.clone()),
             }),
             fw: Some(Firmware {
-                version: Some(version.into()),
+                version: Some(version),
                 digest: Some(digest),
                 secure_boot: Some(true),
                 debug_enabled: Some(false),
@@ -398,6 +412,16 @@ impl ScheduledAttack {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scenario {
     attacks: Vec<(usize, ScheduledAttack)>,
+    health_fail: HealthFail,
+}
+
+/// Which simulated devices fail the health check after an update (`[update]` in a scenario).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthFail {
+    /// The fraction of devices that fail, in parts per million.
+    pub per_million: u32,
+    /// Only images of this version fail (`None`: any).
+    pub version: Option<String>,
 }
 
 /// What is wrong with a scenario, naming the entry and key.
@@ -417,9 +441,14 @@ impl Scenario {
     pub fn parse(text: &str) -> Result<Self, ScenarioError> {
         let doc: toml::Table = toml::from_str(text).map_err(|e| ScenarioError::Syntax(e.to_string()))?;
         let mut attacks = Vec::new();
+        let mut health_fail = HealthFail::default();
         for (key, value) in &doc {
+            if key == "update" {
+                health_fail = parse_update(value)?;
+                continue;
+            }
             if key != "attack" {
-                return Err(invalid(key.as_str(), "unknown key (a scenario holds [[attack]] entries)"));
+                return Err(invalid(key.as_str(), "unknown key (a scenario holds [[attack]] entries and [update])"));
             }
             let toml::Value::Array(entries) = value else {
                 return Err(invalid("attack", "expected [[attack]] tables"));
@@ -428,7 +457,22 @@ impl Scenario {
                 attacks.push(parse_entry(i, entry)?);
             }
         }
-        Ok(Self { attacks })
+        Ok(Self { attacks, health_fail })
+    }
+
+    /// The same scenario with a fraction (0.0–1.0) of devices failing the health check of images
+    /// of `version` (`None`: any version).
+    #[must_use]
+    pub fn with_health_fail(mut self, fraction: f64, version: Option<&str>) -> Self {
+        self.health_fail = HealthFail { per_million: per_million(fraction), version: version.map(str::to_owned) };
+        self
+    }
+
+    /// Whether device `index` (of a run with `seed`) fails the health check of an image of
+    /// `version`: the same answer for the same index, seed and version.
+    pub fn health_fails(&self, index: usize, seed: u64, version: &str) -> bool {
+        let h = &self.health_fail;
+        h.version.as_deref().is_none_or(|v| v == version) && health_fail_draw(index, seed) < u64::from(h.per_million)
     }
 
     /// The attacks planned for device `index`, in file order.
@@ -454,6 +498,40 @@ impl Scenario {
         records.sort_by_key(|r| (r.at_ms, r.device_index));
         records
     }
+}
+
+/// `[update]`: `health_fail` (0.0–1.0) and `health_fail_version`.
+fn parse_update(value: &toml::Value) -> Result<HealthFail, ScenarioError> {
+    let table = value.as_table().ok_or_else(|| invalid("update", "expected a table"))?;
+    if let Some(k) = table.keys().find(|k| !["health_fail", "health_fail_version"].contains(&k.as_str())) {
+        return Err(invalid(format!("update.{k}"), "unknown key (expected health_fail, health_fail_version)"));
+    }
+    #[allow(clippy::cast_precision_loss, reason = "0 and 1 are exact")]
+    let fraction = match table.get("health_fail") {
+        None => 0.0,
+        Some(toml::Value::Float(f)) => *f,
+        Some(toml::Value::Integer(i)) => *i as f64,
+        Some(_) => return Err(invalid("update.health_fail", "expected a number between 0 and 1")),
+    };
+    if !(0.0..=1.0).contains(&fraction) {
+        return Err(invalid("update.health_fail", "must be between 0 and 1"));
+    }
+    let version = match table.get("health_fail_version") {
+        None => None,
+        Some(toml::Value::String(v)) => Some(v.clone()),
+        Some(_) => return Err(invalid("update.health_fail_version", "expected a string")),
+    };
+    Ok(HealthFail { per_million: per_million(fraction), version })
+}
+
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "clamped to 0..=1e6")]
+fn per_million(fraction: f64) -> u32 {
+    (fraction.clamp(0.0, 1.0) * 1_000_000.0).round() as u32
+}
+
+/// Device `index`'s draw in 0..1 000 000 for the health check (uniform, fixed by index and seed).
+pub fn health_fail_draw(index: usize, seed: u64) -> u64 {
+    SplitMix64(seed ^ 0x6865_616c_7468 ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).next() % 1_000_000
 }
 
 fn parse_entry(i: usize, entry: &toml::Value) -> Result<(usize, ScheduledAttack), ScenarioError> {
@@ -867,5 +945,42 @@ mod tests {
             serde_json::to_string(&ok.records(0)).unwrap(),
             r#"[{"device_index":12,"kind":"going_silent","at_ms":90000}]"#
         );
+        for (text, key) in [
+            ("[update]\nhealth_fail = 1.5", "update.health_fail: must be"),
+            ("[update]\nhealth_fail = \"10%\"", "update.health_fail: expected"),
+            ("[update]\nhealth_fail_version = 3", "update.health_fail_version: "),
+            ("[update]\nhealth = 0.1", "update.health: unknown"),
+            ("update = 1", "update: expected a table"),
+        ] {
+            let e = Scenario::parse(text).unwrap_err().to_string();
+            assert!(e.starts_with(key), "{key} not in: {e}");
+        }
+    }
+
+    #[test]
+    fn a_fraction_of_devices_fails_the_health_check_of_one_version_the_same_way_every_run() {
+        let scenario = Scenario::parse("[update]\nhealth_fail = 0.1\nhealth_fail_version = \"3.3.0\"").unwrap();
+        let failing: Vec<usize> = (0..1000).filter(|&i| scenario.health_fails(i, 7, "3.3.0")).collect();
+        assert!((70..=130).contains(&failing.len()), "{}", failing.len());
+        // Every profile has its share (the choice is not aligned with the round robin of profiles).
+        for p in 0..4 {
+            assert!(failing.iter().filter(|&&i| i % 4 == p).count() >= 10, "profile {p}: {failing:?}");
+        }
+        let again: Vec<usize> = (0..1000).filter(|&i| scenario.health_fails(i, 7, "3.3.0")).collect();
+        assert_eq!(failing, again);
+        assert!((0..1000).all(|i| !scenario.health_fails(i, 7, "3.2.0")), "another version is healthy");
+        assert_eq!(scenario, Scenario::default().with_health_fail(0.1, Some("3.3.0")));
+        let all = Scenario::default().with_health_fail(1.0, None);
+        assert!((0..100).all(|i| all.health_fails(i, 1, "anything")));
+        assert!((0..100).all(|i| !Scenario::default().health_fails(i, 1, "anything")));
+    }
+
+    #[test]
+    fn an_installed_update_is_reported() {
+        let mut d = VirtualDevice::new(0, Profile::SmartMeter, 1, 0);
+        assert_eq!(fw(&d.report(60_000).report.unwrap()).0, "3.2.1");
+        d.install_firmware("3.3.0", &"ab".repeat(32));
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        assert_eq!(fw(&d.report(120_000).report.unwrap()), ("3.3.0".to_owned(), digest));
     }
 }

@@ -12,6 +12,8 @@
 //!   the API, EST per device, the behaviour model on the network, load figures).
 //! - `spool`: telemetry kept on disk while the server is unreachable, bounded (oldest dropped and
 //!   counted), sent in order when the connection returns.
+//! - `update`: signed firmware updates (TUF): verify, download with resume, install into the
+//!   inactive A/B slot, health check, commit or roll back.
 
 pub mod collect;
 pub mod config;
@@ -21,3 +23,4 @@ pub mod http;
 pub mod run;
 pub mod sim;
 pub mod spool;
+pub mod update;

@@ -12,12 +12,13 @@ use base64::Engine as _;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use zeroize::Zeroize as _;
 
 use crate::collect::{Collector, StaticFacts};
 use crate::config::AgentConfig;
 use crate::spool::Spool;
+use crate::update::{CommandHooks, HttpSource, Outcome, UpdateEvent, Updater};
 
 /// Why the agent stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +41,8 @@ pub enum AgentError {
     Tls(String),
     #[error(transparent)]
     Spool(#[from] crate::spool::SpoolError),
+    #[error(transparent)]
+    Update(#[from] crate::update::UpdateError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AgentError + '_ {
@@ -350,7 +353,7 @@ pub async fn run(config: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Re
     let mut seq: i64 = std::fs::read_to_string(&files.seq).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
     // Collecting may wait on gpsd or mmcli for seconds: it runs on the blocking pool.
     let collector = Arc::new(std::sync::Mutex::new(Collector::new("/")));
-    let facts = StaticFacts {
+    let mut facts = StaticFacts {
         firmware_version: config.facts.firmware_version.clone(),
         firmware_image: config.facts.firmware_image.clone(),
         secure_boot: config.facts.secure_boot,
@@ -361,6 +364,13 @@ pub async fn run(config: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Re
         gpsd: config.facts.gpsd.clone(),
         auth_log: config.facts.auth_log.clone(),
     };
+    let mut updates = match &config.update {
+        Some(u) => Some(Updates::open(&config, u, &device_id(&config, &files)?, &mut facts)?),
+        None => None,
+    };
+    let mut update_ticker =
+        tokio::time::interval(Duration::from_secs(config.update.as_ref().map_or(3600, |u| u.check_interval_secs)));
+    update_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ticker = tokio::time::interval(Duration::from_secs(config.telemetry.interval_secs));
     let mut backoff = Backoff::default();
     loop {
@@ -379,6 +389,17 @@ pub async fn run(config: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Re
         let error = loop {
             tokio::select! {
                 _ = shutdown.changed() => return Ok(Exit::Stopped),
+                _ = update_ticker.tick(), if updates.is_some() => {
+                    if let Some(u) = &mut updates {
+                        u.start(&config, &files);
+                    }
+                }
+                Some(message) = next_update_message(&mut updates) => {
+                    if let Some(u) = &mut updates {
+                        u.received(message, &mut facts, &config, &files);
+                        u.flush(&mut session).await;
+                    }
+                }
                 _ = ticker.tick() => {
                     seq += 1;
                     let (c, f, ts) = (collector.clone(), facts.clone(), now_rfc3339());
@@ -406,6 +427,18 @@ pub async fn run(config: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Re
                     Ok(event) => {
                         if session.handle(event, &mut spool, &config).await? {
                             backoff.reset();
+                        }
+                        if let Some(id) = session.update.take() {
+                            match &mut updates {
+                                Some(u) => {
+                                    u.waiting.push(id);
+                                    u.start(&config, &files);
+                                }
+                                None => session.publish_result(&id, "failed", "updates are not configured ([update])").await,
+                            }
+                        }
+                        if let Some(u) = &mut updates {
+                            u.flush(&mut session).await;
                         }
                         if session.wiped {
                             wipe(&files)?;
@@ -514,6 +547,165 @@ pub(crate) fn now_rfc3339() -> String {
     crate::fleet::rfc3339(now_ms())
 }
 
+/// What an update check sends back to the session: its steps as they happen, then its outcome.
+enum UpdateMessage {
+    Step(UpdateEvent),
+    Done(Result<Outcome, String>),
+}
+
+/// Something to publish once connected: an update step (events) or a command result.
+enum Note {
+    Event(Vec<u8>),
+    Result { id: String, ok: bool, detail: String },
+}
+
+/// Notes kept while offline at most (the oldest go first).
+const MAX_NOTES: usize = 64;
+
+/// Firmware update checks, one at a time, run in their own task so the session goes on; their
+/// steps come back over a channel and are published on `devices/<id>/events`.
+struct Updates {
+    updater: Arc<Updater<CommandHooks>>,
+    running: bool,
+    /// Commands the check under way answers, and those the next check will.
+    answering: Vec<String>,
+    waiting: Vec<String>,
+    /// Another check was asked for while one ran.
+    again: bool,
+    notes: VecDeque<Note>,
+    tx: mpsc::UnboundedSender<UpdateMessage>,
+    rx: mpsc::UnboundedReceiver<UpdateMessage>,
+}
+
+impl Updates {
+    /// Opens the update directory (default `identity.dir/update`), settles what a stop left
+    /// behind, and reports the running image's version and file in the telemetry facts.
+    fn open(
+        config: &AgentConfig,
+        u: &crate::config::Update,
+        device: &str,
+        facts: &mut StaticFacts,
+    ) -> Result<Self, AgentError> {
+        let dir = u.dir.clone().unwrap_or_else(|| config.identity.dir.join("update"));
+        let mut updater = Updater::open(&dir, device, &u.hardware, CommandHooks::from_config(u))?;
+        if let Some(root) = &u.root {
+            updater = updater.with_root(std::fs::read(root).map_err(io(root))?);
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut updates = Self {
+            updater: Arc::new(updater),
+            running: false,
+            answering: Vec::new(),
+            waiting: Vec::new(),
+            again: false,
+            notes: VecDeque::new(),
+            tx,
+            rx,
+        };
+        if let Some(event) = updates.updater.recover()? {
+            tracing::warn!(event = ?event.event, detail = ?event.detail, "update settled at start");
+            updates.note(Note::Event(event.to_json()));
+        }
+        updates.report_running(facts);
+        Ok(updates)
+    }
+
+    fn report_running(&self, facts: &mut StaticFacts) {
+        if let (Ok(Some(running)), Ok(image)) = (self.updater.running(), self.updater.running_image()) {
+            facts.firmware_version = Some(running.version);
+            facts.firmware_image = image;
+        }
+    }
+
+    fn note(&mut self, note: Note) {
+        if self.notes.len() >= MAX_NOTES {
+            self.notes.pop_front();
+        }
+        self.notes.push_back(note);
+    }
+
+    /// Starts a check unless one is under way (then another follows it).
+    fn start(&mut self, config: &AgentConfig, files: &Files) {
+        if self.running {
+            self.again = true;
+            return;
+        }
+        self.running = true;
+        self.again = false;
+        self.answering = std::mem::take(&mut self.waiting);
+        // The device's current certificate (it may have been renewed since the last check).
+        let source = identity(files)
+            .and_then(|id| tls_client(config, Some(id)))
+            .map(|tls| HttpSource::new(&config.server.est_url, tls));
+        let (updater, tx) = (self.updater.clone(), self.tx.clone());
+        tokio::spawn(async move {
+            let outcome = match source {
+                Ok(source) => {
+                    let steps = tx.clone();
+                    let mut report = move |event| {
+                        let _ = steps.send(UpdateMessage::Step(event));
+                    };
+                    updater.check_and_install(&source, now_ms() / 1000, &mut report).await.map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            let _ = tx.send(UpdateMessage::Done(outcome));
+        });
+    }
+
+    /// A step to publish, or the end of a check: its commands are answered.
+    fn received(&mut self, message: UpdateMessage, facts: &mut StaticFacts, config: &AgentConfig, files: &Files) {
+        match message {
+            UpdateMessage::Step(event) => {
+                tracing::info!(event = ?event.event, target = ?event.target, detail = ?event.detail, "update");
+                self.note(Note::Event(event.to_json()));
+            }
+            UpdateMessage::Done(outcome) => {
+                self.running = false;
+                let (ok, detail) = match &outcome {
+                    Ok(outcome) => outcome.summary(),
+                    Err(e) => (false, format!("update check failed: {e}")),
+                };
+                if !ok {
+                    tracing::warn!(%detail, "update");
+                }
+                if let Ok(Outcome::Committed { .. }) = outcome {
+                    self.report_running(facts);
+                }
+                for id in std::mem::take(&mut self.answering) {
+                    self.note(Note::Result { id, ok, detail: detail.clone() });
+                }
+                if self.again || !self.waiting.is_empty() {
+                    self.start(config, files);
+                }
+            }
+        }
+    }
+
+    /// Publishes what is waiting, once connected.
+    async fn flush(&mut self, session: &mut Session) {
+        if !session.connected {
+            return;
+        }
+        while let Some(note) = self.notes.pop_front() {
+            match note {
+                Note::Event(payload) => session.publish_event(payload).await,
+                Note::Result { id, ok, detail } => {
+                    session.publish_result(&id, if ok { "done" } else { "failed" }, &detail).await;
+                }
+            }
+        }
+    }
+}
+
+/// The next message of the update check under way (never, without updates).
+async fn next_update_message(updates: &mut Option<Updates>) -> Option<UpdateMessage> {
+    match updates {
+        Some(u) => u.rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Reports in flight at most (sent, not yet acknowledged).
 const IN_FLIGHT: usize = 16;
 
@@ -539,6 +731,8 @@ struct Session {
     /// The rotation succeeded: once its result is acknowledged, reconnect with the new identity.
     rotated: bool,
     reconnect: bool,
+    /// A firmware update ordered by the command with this id, run outside the handler.
+    update: Option<String>,
 }
 
 impl Session {
@@ -558,6 +752,7 @@ impl Session {
             rotation: None,
             rotated: false,
             reconnect: false,
+            update: None,
         }
     }
 
@@ -649,6 +844,12 @@ impl Session {
         self.rotated = ok;
     }
 
+    async fn publish_event(&mut self, payload: Vec<u8>) {
+        if self.client.publish(&self.events_topic, QoS::AtLeastOnce, false, payload).await.is_ok() {
+            self.queued.push_back(false);
+        }
+    }
+
     async fn publish_result(&mut self, id: &str, status: &str, detail: &str) {
         let result = serde_json::json!({ "id": id, "status": status, "detail": detail }).to_string();
         if self.client.publish(&self.result_topic, QoS::AtLeastOnce, false, result).await.is_ok() {
@@ -688,6 +889,11 @@ impl Session {
             "rotate-credentials" => {
                 // Answered once the new certificate is in hand (`finish_rotation`).
                 self.rotation = Some(c.id);
+                return;
+            }
+            "update" => {
+                // Answered once the check is over (`Updates::received`).
+                self.update = Some(c.id);
                 return;
             }
             other => ("failed", format!("{other} is not supported by this agent yet")),

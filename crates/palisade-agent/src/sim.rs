@@ -4,8 +4,15 @@
 //! [`VirtualDevice`] says, acting out the scenario's attacks on the network (reconnecting,
 //! connecting a cloned certificate from a second address, going silent). It measures what it
 //! does: PUBACK latency, messages per second, handshakes, errors.
+//!
+//! Devices take firmware updates: on the `update` command each runs the agent's own updater
+//! ([`crate::update::Updater`]) against the device listener with its certificate, its state in a
+//! temporary directory of its own (the initial root fetched on first use), hardware = its model,
+//! and a health check that fails where the scenario's `[update]` says. A committed version is
+//! what its telemetry reports from then on.
 
 use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +26,7 @@ use tokio::task::JoinSet;
 
 use crate::fleet::{Action, Profile, Scenario, VirtualDevice};
 use crate::http;
+use crate::update::{HttpSource, Installed, Outcome, Staged, UpdateEvent, Updater};
 
 /// What to simulate and where.
 #[derive(Debug, Clone)]
@@ -122,11 +130,15 @@ async fn api(
     serde_json::from_slice(&resp).map_err(|e| SimError::Setup(format!("{path}: {e}")))
 }
 
+/// The model a profile's devices are registered with (and the hardware their images are for).
+fn model(profile: Profile) -> String {
+    serde_json::to_value(profile).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
 /// Registers device `index` and enrolls it over EST with a key made here.
 async fn enroll(opts: Arc<SimOptions>, est: String, run: u128, index: usize) -> Result<Identity, SimError> {
     let tls = tls(&opts.ca_pem, None)?;
-    let profile = Profile::for_index(index);
-    let model = serde_json::to_value(profile).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let model = model(Profile::for_index(index));
     let device = serde_json::json!({
         "serial": format!("SIM-{run}-{index}"), "model": model, "vendor": "palisade-sim", "group": opts.group,
     });
@@ -213,11 +225,83 @@ impl Clock {
     }
 }
 
+/// Where simulated devices take updates from and keep their update state.
+struct SimUpdates {
+    /// The device listener (`/tuf/…`, `/firmware/…`).
+    device_url: String,
+    /// Each device's state is `<state>/<device id>`.
+    state: PathBuf,
+}
+
+/// A simulated device's hooks: installing and booting take no time; the health check fails where
+/// the scenario's `[update]` says, for this device and the image's version.
+struct SimHooks {
+    opts: Arc<SimOptions>,
+    index: usize,
+}
+
+impl crate::update::Hooks for SimHooks {
+    async fn install(&self, _: &Staged) -> Result<(), String> {
+        Ok(())
+    }
+
+    async fn boot(&self, _: &Staged) -> Result<(), String> {
+        Ok(())
+    }
+
+    async fn health(&self, staged: &Staged) -> Result<(), String> {
+        match self.opts.scenario.health_fails(self.index, self.opts.seed, &staged.version) {
+            true => Err("simulated: the device did not come back healthy".into()),
+            false => Ok(()),
+        }
+    }
+}
+
+/// What an update check of a simulated device sends back: its steps, then its outcome and the
+/// image then running.
+enum UpdateMessage {
+    Step(UpdateEvent),
+    Done(Result<(Outcome, Option<Installed>), String>),
+}
+
+/// One update check of device `index`, as the agent runs it.
+async fn update(
+    opts: Arc<SimOptions>,
+    identity: Arc<Identity>,
+    updates: Arc<SimUpdates>,
+    index: usize,
+    tx: tokio::sync::mpsc::UnboundedSender<UpdateMessage>,
+) {
+    let run = async {
+        let hooks = SimHooks { opts: opts.clone(), index };
+        let dir = updates.state.join(&identity.id);
+        let updater =
+            Updater::open(&dir, &identity.id, &model(Profile::for_index(index)), hooks).map_err(|e| e.to_string())?;
+        let source =
+            HttpSource::new(&updates.device_url, tls(&opts.ca_pem, Some(&identity)).map_err(|e| e.to_string())?);
+        let steps = tx.clone();
+        let mut report = move |event| {
+            let _ = steps.send(UpdateMessage::Step(event));
+        };
+        let outcome = updater
+            .check_and_install(&source, crate::run::now_ms() / 1000, &mut report)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((outcome, updater.running().map_err(|e| e.to_string())?))
+    };
+    let _ = tx.send(UpdateMessage::Done(run.await));
+}
+
+/// Messages waiting to be published at most (events and command results; the oldest go).
+const OUTBOX: usize = 64;
+
 /// Runs one virtual device until `until`.
 #[allow(clippy::too_many_arguments)]
 async fn device(
     opts: Arc<SimOptions>,
     identity: Arc<Identity>,
+    updates: Arc<SimUpdates>,
+    index: usize,
     mut model: VirtualDevice,
     clock: Clock,
     host: String,
@@ -229,19 +313,57 @@ async fn device(
     tokio::time::sleep_until(start.into()).await;
     let qos = if opts.qos == 0 { QoS::AtMostOnce } else { QoS::AtLeastOnce };
     let topic = format!("devices/{}/telemetry", identity.id);
+    let commands_topic = format!("devices/{}/commands", identity.id);
+    let events_topic = format!("devices/{}/events", identity.id);
+    let result_topic = format!("devices/{}/commands/result", identity.id);
     let Ok((mut client_, mut events)) = client(&opts, &identity, &host, port) else {
         stats.errors += 1;
         return stats;
     };
-    let mut queued: VecDeque<Instant> = VecDeque::new();
+    // Publishes queued to the client, in order: the time of a report (QoS 1), else `None`.
+    let mut queued: VecDeque<Option<Instant>> = VecDeque::new();
+    // Update events and command results not yet handed to the client.
+    let mut outbox: VecDeque<(String, Vec<u8>)> = VecDeque::new();
+    let (update_tx, mut update_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (mut updating, mut answering, mut waiting) = (false, Vec::<String>::new(), Vec::<String>::new());
     // Reports are made only while connected: one queued on a connection attempt that fails
     // would be lost without a trace.
     let mut connected = false;
     let mut sent: HashMap<u16, Instant> = HashMap::new();
     let mut ticker = tokio::time::interval(opts.interval);
     loop {
+        while connected && let Some((topic, payload)) = outbox.front() {
+            if client_.try_publish(topic.as_str(), QoS::AtLeastOnce, false, payload.clone()).is_err() {
+                break;
+            }
+            outbox.pop_front();
+            queued.push_back(None);
+        }
+        if !updating && !waiting.is_empty() {
+            updating = true;
+            answering = std::mem::take(&mut waiting);
+            tokio::spawn(update(opts.clone(), identity.clone(), updates.clone(), index, update_tx.clone()));
+        }
         tokio::select! {
             () = tokio::time::sleep_until(until.into()) => break,
+            Some(message) = update_rx.recv() => match message {
+                UpdateMessage::Step(event) => push_bounded(&mut outbox, (events_topic.clone(), event.to_json())),
+                UpdateMessage::Done(outcome) => {
+                    updating = false;
+                    if let Ok((Outcome::Committed { .. }, Some(running))) = &outcome {
+                        model.install_firmware(&running.version, &running.sha256);
+                    }
+                    let (ok, detail) = match &outcome {
+                        Ok((outcome, _)) => outcome.summary(),
+                        Err(e) => (false, format!("update check failed: {e}")),
+                    };
+                    let status = if ok { "done" } else { "failed" };
+                    for id in std::mem::take(&mut answering) {
+                        let result = serde_json::json!({ "id": id, "status": status, "detail": detail });
+                        push_bounded(&mut outbox, (result_topic.clone(), result.to_string().into_bytes()));
+                    }
+                }
+            },
             _ = ticker.tick() => {
                 let tick = model.report(clock.now());
                 for action in &tick.actions {
@@ -269,7 +391,7 @@ async fn device(
                 {
                     stats.published += 1;
                     if qos == QoS::AtLeastOnce {
-                        queued.push_back(Instant::now());
+                        queued.push_back(Some(Instant::now()));
                     }
                 }
             }
@@ -277,12 +399,26 @@ async fn device(
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     stats.handshakes += 1;
                     connected = true;
+                    let _ = client_.try_subscribe(&commands_topic, QoS::AtLeastOnce);
                     // Report at once on (re)connecting, then every interval.
                     ticker.reset_immediately();
                 }
                 Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
-                    if let Some(t) = queued.pop_front() {
+                    if let Some(Some(t)) = queued.pop_front() {
                         sent.insert(pkid, t);
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) if p.topic == commands_topic => {
+                    // The simulator answers firmware updates; other commands stay unanswered.
+                    #[derive(serde::Deserialize)]
+                    struct Command {
+                        id: String,
+                        command: String,
+                    }
+                    if let Ok(c) = serde_json::from_slice::<Command>(&p.payload)
+                        && c.command == "update"
+                    {
+                        waiting.push(c.id);
                     }
                 }
                 Ok(Event::Incoming(Packet::PubAck(ack))) => {
@@ -333,6 +469,13 @@ async fn clone_connect(opts: Arc<SimOptions>, identity: Arc<Identity>, host: Str
     tokio::time::sleep(Duration::from_secs(3)).await;
 }
 
+fn push_bounded<T>(queue: &mut VecDeque<T>, item: T) {
+    if queue.len() >= OUTBOX {
+        queue.pop_front();
+    }
+    queue.push_back(item);
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
     let i = ((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1));
@@ -356,6 +499,11 @@ pub async fn run(opts: SimOptions) -> Result<SimReport, SimError> {
         .and_then(serde_json::Value::as_str)
         .ok_or_else(|| SimError::Setup("no MQTT endpoint".into()))?;
     let mqtt = opts.broker.as_ref().map_or(mqtt, |(url, _)| url.as_str());
+    let run_id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+    let updates = Arc::new(SimUpdates {
+        device_url: est.clone(),
+        state: std::env::temp_dir().join(format!("palisade-sim-{}-{run_id}", std::process::id())),
+    });
     let (host, port) = http::host_port(mqtt, 8883).ok_or_else(|| SimError::Setup(format!("{mqtt}: not a URL")))?;
 
     let started = Instant::now();
@@ -395,7 +543,8 @@ pub async fn run(opts: SimOptions) -> Result<SimReport, SimError> {
         let delay =
             opts.ramp.filter(|r| *r > 0.0).map_or(Duration::ZERO, |r| Duration::from_secs_f64(index as f64 / r));
         let args = (host.clone(), port, now + delay, until);
-        running.spawn(device(opts.clone(), identity.clone(), model, clock, args.0, args.1, args.2, args.3));
+        let (opts, identity, updates) = (opts.clone(), identity.clone(), updates.clone());
+        running.spawn(device(opts, identity, updates, index, model, clock, args.0, args.1, args.2, args.3));
     }
     let mut load = Load { enroll_seconds, connections: identities.len(), ..Load::default() };
     let mut latencies = Vec::new();
@@ -406,6 +555,8 @@ pub async fn run(opts: SimOptions) -> Result<SimReport, SimError> {
         load.errors += s.errors;
         latencies.extend(s.latencies);
     }
+    // The devices' update state was for this run only.
+    let _ = std::fs::remove_dir_all(&updates.state);
     latencies.sort();
     let secs = opts.duration.as_secs_f64().max(0.001);
     load.acked = latencies.len() as u64;

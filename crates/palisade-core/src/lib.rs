@@ -9,6 +9,7 @@ pub mod device;
 pub mod lifecycle;
 pub mod mqtt;
 pub mod rbac;
+pub mod rollout;
 pub mod telemetry;
 pub mod throttle;
 pub mod totp;

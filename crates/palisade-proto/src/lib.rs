@@ -9,6 +9,7 @@ pub mod api;
 pub mod detect;
 pub mod device;
 pub mod notify;
+pub mod rollout;
 pub mod telemetry;
 
 pub use access::*;

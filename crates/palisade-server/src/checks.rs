@@ -1,7 +1,8 @@
 //! Fleet audit checks, hourly and on demand: certificates (expiring, weak, shared keys, the
-//! device CA nearing its end), revoked certificates still connected, outdated firmware, devices
-//! without an owner or silent too long, accounts missing a required MFA, failing notification
-//! channels. Each is recorded as a finding, unless the same one was recorded in the last 24 h.
+//! device CA nearing its end), revoked certificates still connected, outdated firmware,
+//! firmware the signed catalogue does not list, devices without an owner or silent too long,
+//! accounts missing a required MFA, failing notification channels. Each is recorded as a
+//! finding, unless the same one was recorded in the last 24 h.
 //!
 //! The decisions (version order, inactivity, "the last N all failed") are pure functions here;
 //! the reads behind them are `palisade_store::fleet_checks`.
@@ -163,12 +164,24 @@ async fn device_findings(state: &AppState, now: i64) -> Result<Vec<Found>, Store
         }
     }
     let live: HashSet<String> = state.plane.live_sessions().into_iter().map(|(device, _)| device).collect();
+    // Versions the signed catalogue lists, per model (models it has no target for are not judged).
+    let mut known: HashMap<String, HashSet<String>> = HashMap::new();
+    for t in state.store.firmware_catalogue().await? {
+        known.entry(t.hardware).or_default().insert(t.version);
+    }
     let mut out = Vec::new();
     let mut after = None;
     loop {
         let page = state.store.fleet_devices(after.clone(), DEVICE_PAGE).await?;
         for d in &page {
             judge_device(d, &newest, live.contains(&d.id), now, &mut out);
+            if let (Some(versions), Some(running)) = (known.get(&d.model), d.running_firmware())
+                && !versions.contains(running)
+            {
+                let detail =
+                    format!("runs firmware {running}, which the signed catalogue does not list for model {}", d.model);
+                out.push(found("unknown_firmware", Some(d.id.as_str()), detail));
+            }
         }
         match page.last() {
             Some(last) if page.len() == DEVICE_PAGE => after = Some(last.id.clone()),

@@ -153,6 +153,19 @@ pub struct DetectionConfig {
     pub profiles_file: Option<PathBuf>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FirmwareConfig {
+    /// Largest firmware image accepted for upload, in bytes.
+    pub max_image_bytes: u64,
+}
+
+impl Default for FirmwareConfig {
+    fn default() -> Self {
+        Self { max_image_bytes: 1 << 30 }
+    }
+}
+
 /// Everything `palisade serve` can be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -177,6 +190,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub pki: PkiConfig,
     pub detection: DetectionConfig,
+    pub firmware: FirmwareConfig,
 }
 
 impl Default for Config {
@@ -195,6 +209,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             pki: PkiConfig::default(),
             detection: DetectionConfig::default(),
+            firmware: FirmwareConfig::default(),
         }
     }
 }
@@ -215,6 +230,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("PALISADE_AUTH_SESSION_IDLE_SECS", "auth.session_idle_secs"),
     ("PALISADE_AUTH_THROTTLE_BASE_DELAY_MS", "auth.throttle_base_delay_ms"),
     ("PALISADE_DETECTION_PROFILES_FILE", "detection.profiles_file"),
+    ("PALISADE_FIRMWARE_MAX_IMAGE_BYTES", "firmware.max_image_bytes"),
 ];
 
 impl Config {
@@ -287,6 +303,9 @@ impl Config {
         }
         if let Some(v) = get("PALISADE_AUTH_THROTTLE_BASE_DELAY_MS") {
             self.auth.throttle_base_delay_ms = parse("PALISADE_AUTH_THROTTLE_BASE_DELAY_MS", &v)?;
+        }
+        if let Some(v) = get("PALISADE_FIRMWARE_MAX_IMAGE_BYTES") {
+            self.firmware.max_image_bytes = parse("PALISADE_FIRMWARE_MAX_IMAGE_BYTES", &v)?;
         }
         Ok(())
     }

@@ -8,11 +8,13 @@ pub mod checks;
 pub mod config;
 pub mod console;
 pub mod detect;
+pub mod firmware;
 mod http;
 pub mod metrics;
 pub mod notify;
 pub mod pki;
 pub mod plane;
+pub mod rollout;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -47,6 +49,10 @@ pub struct App {
     pub notifier: notify::Notifier,
     /// The OpenAPI document, rendered once.
     pub openapi: String,
+    /// Signed firmware updates: the online TUF keys once loaded.
+    pub firmware: firmware::Firmware,
+    /// Wakes the rollout engine (a device reported the end of an update, an operator acted).
+    pub rollouts: rollout::Engine,
 }
 
 pub type AppState = Arc<App>;
@@ -159,6 +165,8 @@ pub async fn start(config: Config) -> Result<Running, BootstrapError> {
         profiles: std::sync::RwLock::default(),
         notifier: notify::Notifier::new(),
         openapi: api::openapi_json(),
+        firmware: firmware::Firmware::default(),
+        rollouts: rollout::Engine::default(),
     });
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = detect::start(state.clone(), detect_inputs, rx.clone())
@@ -172,6 +180,7 @@ pub async fn start(config: Config) -> Result<Running, BootstrapError> {
     tasks.push(tokio::spawn(http::serve(device_listener, device_tls, api::device_router(state.clone()), rx.clone())));
     tasks.push(tokio::spawn(plane::serve(state.clone(), mqtt_listener, rx.clone())));
     tasks.push(tokio::spawn(checkpoints(store.clone(), checkpoint_every, rx.clone())));
+    tasks.push(tokio::spawn(rollout::run(state.clone(), rx.clone())));
     let notifier = state.notifier.clone();
     tasks.push(tokio::spawn(notify::run(store.clone(), state.metrics.clone(), notifier, rx.clone())));
     tasks.push(tokio::spawn(hourly(state, rx)));

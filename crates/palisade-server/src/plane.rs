@@ -861,14 +861,19 @@ impl Conn<'_> {
                 return Ok(());
             }
         };
-        if kind != TopicKind::CommandResult {
+        let update = match kind {
+            TopicKind::Event => crate::firmware::update_event(&accepted.inbound.message.payload),
+            _ => None,
+        };
+        if kind != TopicKind::CommandResult && update.is_none() {
             self.acks.store(pkid, self.next_batch);
             self.batch.push(accepted);
             return Ok(());
         }
         let inbound = accepted.inbound;
-        // A command result also settles the command: stored at once, in its own write.
-        let result = command_result(&inbound.message.payload);
+        // A command result also settles the command, an update event the device's update
+        // report: stored at once, in its own write.
+        let result = if kind == TopicKind::CommandResult { command_result(&inbound.message.payload) } else { None };
         if let Err(e) = self.state.store.ingest(vec![inbound]).await {
             tracing::error!(error = %e, "cannot store a device message");
             return Err("storage unavailable");
@@ -878,6 +883,14 @@ impl Conn<'_> {
             if let Err(e) = self.state.store.set_command_status(dev, id, status, Some(detail), now_ms()).await {
                 tracing::error!(error = %e, "cannot record a command result");
             }
+        }
+        if let Some(update) = update {
+            let (event, target, detail) = (update.event.clone(), update.target.clone(), update.detail.clone());
+            if let Err(e) = crate::firmware::record_update(self.state, session.device_id(), update).await {
+                tracing::error!(error = %e, "cannot record an update report");
+            }
+            let device = session.device_id().to_owned();
+            crate::rollout::outcome(self.state, &device, &event, target.as_deref(), detail.as_deref()).await;
         }
         self.acks.decided(pkid, AckReason::Stored);
         Ok(())

@@ -974,6 +974,7 @@ impl Store {
 // The web console.
 
 pub mod console;
+pub mod rollouts;
 
 impl Store {
     /// One page of devices matching `filter` in `order`, `offset` rows in (`next`: the next offset).
@@ -1012,5 +1013,166 @@ impl Store {
     /// Forgets a person's saved filter; false when there was none of that name.
     pub async fn delete_console_filter(&self, user_id: String, name: String) -> Result<bool, StoreError> {
         write_op!(self, "console.filter_delete", |c| console::delete(c, &user_id, &name).await)
+    }
+}
+
+// Signed firmware updates.
+
+pub mod firmware;
+
+impl Store {
+    /// The newest version of a TUF role's metadata.
+    pub async fn tuf_latest(&self, role: firmware::Role) -> Result<Option<firmware::Metadata>, StoreError> {
+        read_op!(self, "firmware.latest", |c| firmware::latest(c, role).await)
+    }
+
+    /// One version of a TUF role's metadata.
+    pub async fn tuf_version(
+        &self,
+        role: firmware::Role,
+        version: u64,
+    ) -> Result<Option<firmware::Metadata>, StoreError> {
+        read_op!(self, "firmware.version", |c| firmware::version(c, role, version).await)
+    }
+
+    /// Stores a verified root (version = newest + 1), audited.
+    pub async fn put_tuf_root(&self, root: firmware::NewMetadata, ctx: AuditContext) -> Result<(), StoreError> {
+        write_op!(self, "firmware.root", |c| firmware::put_root(c, &root, &ctx).await)
+    }
+
+    /// Records an uploaded image whose file is durable, audited.
+    pub async fn put_firmware_image(
+        &self,
+        sha256: String,
+        length: u64,
+        ctx: AuditContext,
+    ) -> Result<firmware::Image, StoreError> {
+        write_op!(self, "firmware.image", |c| firmware::put_image(c, &sha256, length, &ctx).await)
+    }
+
+    pub async fn firmware_image(&self, sha256: &str) -> Result<Option<firmware::Image>, StoreError> {
+        read_op!(self, "firmware.image_get", |c| firmware::image(c, sha256).await)
+    }
+
+    /// Publishes verified targets with their snapshot and timestamp; the catalogue follows. Audited.
+    pub async fn publish_targets(&self, p: firmware::Publication, ctx: AuditContext) -> Result<(), StoreError> {
+        write_op!(self, "firmware.targets", |c| firmware::publish_targets(c, &p, &ctx).await)
+    }
+
+    /// Stores re-signed online metadata (a timestamp, and the snapshot when it was re-signed too).
+    pub async fn resign_tuf(
+        &self,
+        snapshot: Option<firmware::NewMetadata>,
+        timestamp: firmware::NewMetadata,
+        ctx: AuditContext,
+    ) -> Result<(), StoreError> {
+        write_op!(self, "firmware.resign", |c| firmware::resign(c, snapshot.as_ref(), &timestamp, &ctx).await)
+    }
+
+    /// The catalogue (the current targets), by name.
+    pub async fn firmware_catalogue(&self) -> Result<Vec<firmware::CatalogueEntry>, StoreError> {
+        read_op!(self, "firmware.catalogue", |c| firmware::catalogue(c).await)
+    }
+
+    pub async fn firmware_target(&self, name: &str) -> Result<Option<firmware::CatalogueEntry>, StoreError> {
+        read_op!(self, "firmware.target", |c| firmware::target(c, name).await)
+    }
+
+    /// A device's newest signed assignment.
+    pub async fn firmware_assignment(&self, device_id: &str) -> Result<Option<firmware::StoredAssignment>, StoreError> {
+        read_op!(self, "firmware.assignment", |c| firmware::assignment(c, device_id).await)
+    }
+
+    /// Stores a signed assignment and queues the device's `update` command in one transaction,
+    /// audited; the command's id.
+    pub async fn assign_firmware(&self, a: firmware::NewAssignment, ctx: AuditContext) -> Result<String, StoreError> {
+        write_op!(self, "firmware.assign", |c| firmware::assign(c, &a, &ctx).await)
+    }
+
+    /// Records a device's `update.*` event; `update.committed` also sets its firmware version.
+    pub async fn record_update_report(
+        &self,
+        report: firmware::UpdateReport,
+        ctx: AuditContext,
+    ) -> Result<(), StoreError> {
+        let keys = self.keys.clone();
+        write_op!(self, "firmware.report", |c| firmware::record_report(c, &keys, &report, &ctx).await)
+    }
+
+    /// A device's last update report.
+    pub async fn update_report(&self, device_id: &str) -> Result<Option<firmware::UpdateReport>, StoreError> {
+        read_op!(self, "firmware.report_get", |c| firmware::report(c, device_id).await)
+    }
+
+    // --- rollouts ----------------------------------------------------------------------------
+
+    pub async fn create_rollout(
+        &self,
+        r: rollouts::StoredRollout,
+        devices: Vec<String>,
+        ctx: AuditContext,
+    ) -> Result<(), StoreError> {
+        write_op!(self, "rollout.create", |c| rollouts::create(c, &r, &devices, &ctx).await)
+    }
+
+    pub async fn rollout(&self, id: &str) -> Result<rollouts::StoredRollout, StoreError> {
+        read_op!(self, "rollout.get", |c| rollouts::get(c, id).await)
+    }
+
+    pub async fn rollouts(&self) -> Result<Vec<rollouts::StoredRollout>, StoreError> {
+        read_op!(self, "rollout.list", |c| rollouts::list(c).await)
+    }
+
+    pub async fn active_rollouts(&self) -> Result<Vec<rollouts::StoredRollout>, StoreError> {
+        read_op!(self, "rollout.active", |c| rollouts::active(c).await)
+    }
+
+    pub async fn rollout_devices(&self, id: &str) -> Result<Vec<rollouts::RolloutDevice>, StoreError> {
+        read_op!(self, "rollout.devices", |c| rollouts::devices(c, id).await)
+    }
+
+    pub async fn save_rollout_step(
+        &self,
+        id: String,
+        step: rollouts::Step,
+        ctx: AuditContext,
+    ) -> Result<(), StoreError> {
+        write_op!(self, "rollout.step", |c| rollouts::save_step(c, &id, &step, &ctx).await)
+    }
+
+    pub async fn rollout_command(
+        &self,
+        id: String,
+        command: String,
+        state: String,
+        status: String,
+        ctx: AuditContext,
+    ) -> Result<(), StoreError> {
+        write_op!(self, "rollout.command", |c| rollouts::command(c, &id, &command, &state, &status, &ctx).await)
+    }
+
+    /// Devices silent since the update they committed before `before_ms`.
+    pub async fn silent_after_update(&self, before_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        read_op!(self, "rollout.silent_after_update", |c| rollouts::silent_after_update(c, before_ms).await)
+    }
+
+    /// A device reported the end of an update to `target`; returns the rollouts it advances.
+    pub async fn record_rollout_outcome(
+        &self,
+        device_id: String,
+        target: String,
+        committed: bool,
+        detail: Option<String>,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        write_op!(self, "rollout.outcome", |c| rollouts::record_outcome(
+            c,
+            &device_id,
+            &target,
+            committed,
+            detail.as_deref(),
+            now_ms
+        )
+        .await)
     }
 }

@@ -13,6 +13,8 @@ const SQLITE: &[(i64, &str)] = &[
     (7, include_str!("../migrations/sqlite/0007_detection.sql")),
     (8, include_str!("../migrations/sqlite/0008_notify.sql")),
     (9, include_str!("../migrations/sqlite/0009_console.sql")),
+    (10, include_str!("../migrations/sqlite/0010_firmware.sql")),
+    (11, include_str!("../migrations/sqlite/0011_rollouts.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -24,6 +26,8 @@ const POSTGRES: &[(i64, &str)] = &[
     (7, include_str!("../migrations/postgres/0007_detection.sql")),
     (8, include_str!("../migrations/postgres/0008_notify.sql")),
     (9, include_str!("../migrations/postgres/0009_console.sql")),
+    (10, include_str!("../migrations/postgres/0010_firmware.sql")),
+    (11, include_str!("../migrations/postgres/0011_rollouts.sql")),
 ];
 
 /// Applies every migration not yet applied. Runs inside the caller's transaction (DDL is

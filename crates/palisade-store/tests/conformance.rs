@@ -136,6 +136,7 @@ conformance!(
     users_sessions_and_mfa_state,
     devices_sort_and_page_by_offset,
     console_filters_per_user,
+    firmware_publish_assign_and_report,
 );
 
 async fn devices_round_trip_filter_and_paginate(backend: &str) {
@@ -493,5 +494,137 @@ async fn console_filters_per_user(backend: &str) {
     assert!(!s.delete_console_filter("u1".into(), "critical".into()).await.unwrap());
     assert!(!s.delete_console_filter("u2".into(), "quarantined".into()).await.unwrap());
     assert_eq!(s.console_filters("u1").await.unwrap().len(), 49);
+    s.close().await;
+}
+
+async fn firmware_publish_assign_and_report(backend: &str) {
+    use palisade_store::firmware::{CatalogueEntry, NewAssignment, NewMetadata, Publication, Role, UpdateReport};
+    let Some(f) = Fixture::new(backend).await else { return };
+    let s = open(&f, &MasterKey::generate().unwrap()).await;
+    let device = s.create_device(new_device(1, "g", Criticality::High), ctx()).await.unwrap();
+    let meta = |version: u64, body: &str| NewMetadata {
+        version,
+        body: body.as_bytes().to_vec(),
+        expires_ms: 2_000_000_000_000,
+    };
+    let count = |action: &'static str| {
+        let s = s.clone();
+        async move {
+            let filter = AuditFilter { action: Some(action.into()), ..AuditFilter::default() };
+            s.list_audit(&filter, None, 100).await.unwrap().items.len()
+        }
+    };
+
+    // Roots: 1, then exactly the next version; every version kept.
+    for bad in [0, 2] {
+        let e = s.put_tuf_root(meta(bad, "r"), ctx()).await.unwrap_err();
+        assert!(matches!(&e, StoreError::Invalid(f) if f.field == "signed.version"), "{e}");
+    }
+    s.put_tuf_root(meta(1, "root one"), ctx()).await.unwrap();
+    assert!(s.put_tuf_root(meta(1, "again"), ctx()).await.is_err());
+    s.put_tuf_root(meta(2, "root two"), ctx()).await.unwrap();
+    assert_eq!(s.tuf_latest(Role::Root).await.unwrap().unwrap().body, b"root two");
+    assert_eq!(s.tuf_version(Role::Root, 1).await.unwrap().unwrap().body, b"root one");
+    assert!(s.tuf_version(Role::Root, 3).await.unwrap().is_none());
+    assert_eq!(count("firmware.root").await, 2);
+
+    // Images.
+    let sha = "ab".repeat(32);
+    let e = s.put_firmware_image("AB".repeat(32), 10, ctx()).await.unwrap_err();
+    assert!(matches!(&e, StoreError::Invalid(f) if f.field == "sha256"), "{e}");
+    let image = s.put_firmware_image(sha.clone(), 1000, ctx()).await.unwrap();
+    assert_eq!((image.sha256.as_str(), image.length), (sha.as_str(), 1000));
+    s.put_firmware_image(sha.clone(), 1000, ctx()).await.unwrap();
+    assert_eq!(s.firmware_image(&sha).await.unwrap().unwrap().length, 1000);
+    assert!(s.firmware_image(&"cd".repeat(32)).await.unwrap().is_none());
+
+    // Targets: every image uploaded with its length, or nothing changes.
+    let entry = |name: &str, sha256: &str, length: u64| CatalogueEntry {
+        name: name.into(),
+        hardware: "meter-3".into(),
+        version: "2.0.0".into(),
+        counter: 7,
+        sha256: sha256.into(),
+        length,
+        created_ms: 0,
+    };
+    let publication = |v: u64, entries: Vec<CatalogueEntry>| Publication {
+        targets: meta(v, "targets"),
+        entries,
+        snapshot: meta(v, "snapshot"),
+        timestamp: meta(v, "timestamp"),
+    };
+    let e = s.publish_targets(publication(1, vec![entry("fw-a", &"cd".repeat(32), 1000)]), ctx()).await.unwrap_err();
+    assert!(matches!(&e, StoreError::Invalid(f) if f.field == "signed.targets.fw-a"), "{e}");
+    let e = s.publish_targets(publication(1, vec![entry("fw-a", &sha, 999)]), ctx()).await.unwrap_err();
+    assert!(matches!(&e, StoreError::Invalid(f) if f.field == "signed.targets.fw-a.length"), "{e}");
+    assert!(s.tuf_latest(Role::Targets).await.unwrap().is_none());
+    assert!(s.firmware_catalogue().await.unwrap().is_empty());
+    s.publish_targets(publication(1, vec![entry("fw-a", &sha, 1000)]), ctx()).await.unwrap();
+    let catalogue = s.firmware_catalogue().await.unwrap();
+    assert_eq!(catalogue.len(), 1);
+    assert_eq!((catalogue[0].name.as_str(), catalogue[0].counter), ("fw-a", 7));
+    assert_eq!(s.tuf_latest(Role::Timestamp).await.unwrap().unwrap().version, 1);
+    let e = s.publish_targets(publication(1, vec![]), ctx()).await.unwrap_err();
+    assert!(matches!(&e, StoreError::Invalid(f) if f.field == "signed.version"), "{e}");
+    let stale = Publication { snapshot: meta(1, "s"), ..publication(2, vec![]) };
+    assert!(matches!(s.publish_targets(stale, ctx()).await.unwrap_err(), StoreError::Conflict(_)));
+    assert_eq!(count("firmware.targets").await, 1);
+
+    // Re-signing the online metadata moves by one version.
+    s.resign_tuf(None, meta(2, "timestamp two"), ctx()).await.unwrap();
+    assert!(matches!(s.resign_tuf(None, meta(2, "t"), ctx()).await.unwrap_err(), StoreError::Conflict(_)));
+    s.resign_tuf(Some(meta(2, "snapshot two")), meta(3, "timestamp three"), ctx()).await.unwrap();
+    assert_eq!(s.tuf_latest(Role::Snapshot).await.unwrap().unwrap().body, b"snapshot two");
+
+    // Assignments: numbered per device, the target still in the catalogue, the command queued.
+    let id = device.id.to_string();
+    let assignment = |issued: u64, target: &str, sha256: &str| NewAssignment {
+        device_id: id.clone(),
+        issued,
+        target: target.into(),
+        sha256: sha256.into(),
+        signed: format!("{{\"issued\":{issued}}}"),
+    };
+    assert!(matches!(
+        s.assign_firmware(assignment(2, "fw-a", &sha), ctx()).await.unwrap_err(),
+        StoreError::Conflict(_)
+    ));
+    assert!(matches!(
+        s.assign_firmware(assignment(1, "nope", &sha), ctx()).await.unwrap_err(),
+        StoreError::NotFound(_)
+    ));
+    let moved = assignment(1, "fw-a", &"cd".repeat(32));
+    assert!(matches!(s.assign_firmware(moved, ctx()).await.unwrap_err(), StoreError::Conflict(_)));
+    assert!(s.firmware_assignment(&id).await.unwrap().is_none());
+    let command = s.assign_firmware(assignment(1, "fw-a", &sha), ctx()).await.unwrap();
+    s.assign_firmware(assignment(2, "fw-a", &sha), ctx()).await.unwrap();
+    let latest = s.firmware_assignment(&id).await.unwrap().unwrap();
+    assert_eq!((latest.issued, latest.target.as_str(), latest.signed.as_str()), (2, "fw-a", "{\"issued\":2}"));
+    let commands = s.commands_of(&id).await.unwrap();
+    assert!(commands.iter().any(|c| c.id == command && c.command == "update" && c.status == "queued"));
+    assert_eq!(commands.iter().filter(|c| c.command == "update").count(), 2);
+    assert_eq!(count("firmware.assign").await, 2);
+
+    // Update reports: the last one kept; a commit sets the device's firmware version, audited.
+    let report = |event: &str, version: Option<&str>| UpdateReport {
+        device_id: id.clone(),
+        event: event.into(),
+        target: Some("fw-a".into()),
+        version: version.map(Into::into),
+        detail: Some("x".repeat(10_000)),
+        at_ms: 1_700_000_000_500,
+    };
+    let device_ctx = || AuditContext { actor: Actor::Device { id: id.clone() }, ..ctx() };
+    s.record_update_report(report("update.downloading", None), device_ctx()).await.unwrap();
+    let r = s.update_report(&id).await.unwrap().unwrap();
+    assert_eq!((r.event.as_str(), r.detail.as_ref().map(String::len)), ("update.downloading", Some(4096)));
+    assert_eq!(s.get_device(&device.id).await.unwrap().attrs.firmware_version.as_deref(), Some("1.4.2"));
+    let updates = count("device.update").await;
+    s.record_update_report(report("update.committed", Some("2.0.0")), device_ctx()).await.unwrap();
+    assert_eq!(s.update_report(&id).await.unwrap().unwrap().event, "update.committed");
+    assert_eq!(s.get_device(&device.id).await.unwrap().attrs.firmware_version.as_deref(), Some("2.0.0"));
+    assert_eq!(count("device.update").await, updates + 1);
+    assert!(s.verify_audit().await.unwrap().is_ok());
     s.close().await;
 }

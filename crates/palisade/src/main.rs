@@ -12,6 +12,8 @@ use palisade_store::apikeys::KeyAuthority;
 use palisade_store::audit::AuditContext;
 
 mod demo;
+mod firmware;
+mod rollout;
 
 #[derive(Debug, Parser)]
 #[command(name = "palisade", version, about = "IoT fleet security control plane")]
@@ -44,6 +46,12 @@ enum Command {
     /// Run a simulated fleet against a server: devices registered through the API, each
     /// enrolled over EST with its own key, reporting over MQTT, acting out a scenario's attacks.
     Sim(SimArgs),
+    /// Signed firmware updates: offline keys, roots and targets metadata, publishing.
+    #[command(subcommand)]
+    Firmware(firmware::FirmwareCommand),
+    /// Staged firmware rollouts: create, status, pause, resume, approve, abort.
+    #[command(subcommand)]
+    Rollout(rollout::RolloutCommand),
     /// Run the device agent: enroll over EST, report telemetry over MQTT, run commands.
     Agent {
         /// The agent's configuration (TOML).
@@ -380,6 +388,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             });
             let exit = palisade_agent::run::run(config, stopped).await?;
             eprintln!("agent stopped: {exit:?}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Firmware(cmd) => {
+            init_logging(LogFormat::Text, "warn");
+            firmware::run(cmd).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rollout(cmd) => {
+            init_logging(LogFormat::Text, "warn");
+            rollout::run(cmd).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Check { file }) => {

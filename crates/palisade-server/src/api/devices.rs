@@ -467,7 +467,8 @@ pub async fn connection_history(
     ))
 }
 
-const COMMANDS: &[&str] = &["ping", "reboot", "wipe", "quarantine-mode", "rotate-credentials", "collect-diagnostics"];
+const COMMANDS: &[&str] =
+    &["ping", "reboot", "wipe", "quarantine-mode", "rotate-credentials", "collect-diagnostics", "update"];
 
 fn command_view(c: &palisade_store::identity::Command) -> palisade_proto::CommandView {
     palisade_proto::CommandView {

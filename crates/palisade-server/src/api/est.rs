@@ -85,7 +85,7 @@ async fn read_csr(req: Request) -> Result<(HeaderMap, Vec<u8>), Response> {
 }
 
 /// The device a presented certificate was issued to by our device CA: `(device id, serial hex)`.
-fn operational_identity(state: &AppState, cert: &[u8]) -> Option<(String, String)> {
+pub(crate) fn operational_identity(state: &AppState, cert: &[u8]) -> Option<(String, String)> {
     let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(cert).ok()?;
     let (_, ca) = x509_parser::certificate::X509Certificate::from_der(state.pki.chain.first()?.as_ref()).ok()?;
     parsed.verify_signature(Some(ca.public_key())).ok()?;

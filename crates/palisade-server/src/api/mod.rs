@@ -12,10 +12,12 @@ pub mod devices;
 pub mod error;
 pub mod est;
 pub mod extract;
+pub mod firmware;
 pub mod guard;
 pub mod identity;
 pub mod notify;
 pub mod policy;
+pub mod rollouts;
 pub mod stream;
 pub mod system;
 
@@ -110,6 +112,16 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(alerts::ack))
         .routes(routes!(alerts::resolve))
         .routes(routes!(alerts::suppress))
+        .routes(routes!(rollouts::create, rollouts::list))
+        .routes(routes!(rollouts::get))
+        .routes(routes!(rollouts::command))
+        .routes(routes!(rollouts::compliance))
+        .routes(routes!(firmware::keys))
+        .routes(routes!(firmware::get_root, firmware::put_root))
+        .routes(routes!(firmware::get_targets, firmware::put_targets))
+        .routes(routes!(firmware::upload_image))
+        .routes(routes!(firmware::catalogue))
+        .routes(routes!(firmware::assign, firmware::device_firmware))
 }
 
 /// The device listener: EST, the CRL, health.
@@ -121,6 +133,8 @@ pub fn device_router(state: AppState) -> Router {
         .route("/.well-known/est/simpleenroll", post(est::simpleenroll))
         .route("/.well-known/est/simplereenroll", post(est::simplereenroll))
         .route("/pki/crl", get(est::crl))
+        .route("/tuf/{file}", get(firmware::tuf))
+        .route("/firmware/{sha256}", get(firmware::image))
         .route("/healthz", get(system::healthz))
         .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "no such route\n") })
         .layer(middleware::from_fn_with_state(state.clone(), observe))

@@ -101,6 +101,20 @@ pub const POLICIES: &[(&str, &str, Policy)] = &[
     ("POST", "/api/v1/pki/audit", perm(PkiRevoke)),
     ("POST", "/api/v1/audit-checks", perm(SystemManage)),
     ("GET", "/api/v1/system/endpoints", Authenticated),
+    ("POST", "/api/v1/rollouts", perm(RolloutsManage)),
+    ("GET", "/api/v1/rollouts", perm(DevicesRead)),
+    ("GET", "/api/v1/rollouts/{id}", perm(DevicesRead)),
+    ("POST", "/api/v1/rollouts/{id}/{command}", perm(RolloutsManage)),
+    ("GET", "/api/v1/firmware/compliance", perm(DevicesRead)),
+    ("GET", "/api/v1/firmware/keys", perm(FirmwarePublish)),
+    ("GET", "/api/v1/firmware/root", perm(FirmwarePublish)),
+    ("PUT", "/api/v1/firmware/root", perm(FirmwarePublish)),
+    ("GET", "/api/v1/firmware/targets", perm(FirmwarePublish)),
+    ("PUT", "/api/v1/firmware/targets", perm(FirmwarePublish)),
+    ("POST", "/api/v1/firmware/images", perm(FirmwarePublish)),
+    ("GET", "/api/v1/firmware", perm(FirmwarePublish)),
+    ("PUT", "/api/v1/devices/{id}/firmware", perm(RolloutsManage)),
+    ("GET", "/api/v1/devices/{id}/firmware", perm(DevicesRead)),
 ];
 
 pub fn lookup(method: &str, path: &str) -> Option<Policy> {

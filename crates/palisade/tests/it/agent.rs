@@ -60,13 +60,13 @@ fn spawn_agent(config: &Path, log: &Path) -> tokio::process::Child {
         .unwrap()
 }
 
-/// Polls `check` every 100 ms for up to 20 s.
+/// Polls `check` every 100 ms for up to 60 s (a loaded machine runs diagnostics slowly).
 async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    for _ in 0..200 {
+    for _ in 0..600 {
         if check().await {
             return;
         }
