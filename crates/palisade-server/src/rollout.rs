@@ -315,8 +315,11 @@ async fn drive(state: &AppState, stored: &StoredRollout) -> Result<(), ApiError>
         assigned: d.assign.clone(),
         timed_out: d.timed_out.clone(),
         status_changed: d.status_changed.as_ref().map(|s| (s.as_str().to_owned(), reason_of(s))),
+        read_updated_ms: stored.updated_ms,
     };
-    state.store.save_rollout_step(stored.id.clone(), step, system(now)).await?;
+    if !state.store.save_rollout_step(stored.id.clone(), step, system(now)).await? {
+        return Ok(()); // changed meanwhile (a command, another node): decide again on the next pass
+    }
     if let Some(s) = &d.status_changed {
         tracing::info!(rollout = %stored.id, status = s.as_str(), reason = reason_of(s).as_deref().unwrap_or(""), "rollout status");
     }

@@ -1131,12 +1131,13 @@ impl Store {
         read_op!(self, "rollout.devices", |c| rollouts::devices(c, id).await)
     }
 
+    /// Stores an engine step; `false` when the rollout changed since it was read (then dropped).
     pub async fn save_rollout_step(
         &self,
         id: String,
         step: rollouts::Step,
         ctx: AuditContext,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         write_op!(self, "rollout.step", |c| rollouts::save_step(c, &id, &step, &ctx).await)
     }
 

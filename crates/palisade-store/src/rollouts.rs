@@ -135,15 +135,24 @@ pub struct Step {
     pub timed_out: Vec<String>,
     /// The new status and why, when it changed.
     pub status_changed: Option<(String, Option<String>)>,
+    /// The rollout's `updated_ms` when the step was computed (the step applies only if unchanged).
+    pub read_updated_ms: i64,
 }
 
-pub async fn save_step<D: Db>(db: &mut D, id: &str, step: &Step, ctx: &AuditContext) -> Result<(), StoreError> {
-    let now = ctx.at_ms;
-    db.exec(
-        "UPDATE rollouts SET state = $1, status = $2, updated_ms = $3 WHERE id = $4",
-        args![step.state.as_str(), step.status.as_str(), now, id],
-    )
-    .await?;
+pub async fn save_step<D: Db>(db: &mut D, id: &str, step: &Step, ctx: &AuditContext) -> Result<bool, StoreError> {
+    // Optimistic: only over the running rollout the step was computed from (an operator's
+    // command or another node in between wins, and this step is dropped).
+    let now = ctx.at_ms.max(step.read_updated_ms + 1);
+    let n = db
+        .exec(
+            "UPDATE rollouts SET state = $1, status = $2, updated_ms = $3 \
+             WHERE id = $4 AND status = 'running' AND updated_ms = $5",
+            args![step.state.as_str(), step.status.as_str(), now, id, step.read_updated_ms],
+        )
+        .await?;
+    if n == 0 {
+        return Ok(false);
+    }
     for d in &step.assigned {
         db.exec(
             "UPDATE rollout_devices SET outcome = 'assigned', assigned_ms = $1, updated_ms = $1 \
@@ -164,7 +173,7 @@ pub async fn save_step<D: Db>(db: &mut D, id: &str, step: &Step, ctx: &AuditCont
         let after = serde_json::json!({"status": status, "reason": reason});
         audit::append(db, ctx, "rollout.status", &format!("rollout:{id}"), None, Some(after)).await?;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// An operator's command (pause, resume, approve, abort): the new state, audited.
@@ -178,7 +187,8 @@ pub async fn command<D: Db>(
 ) -> Result<(), StoreError> {
     let n = db
         .exec(
-            "UPDATE rollouts SET state = $1, status = $2, updated_ms = $3 WHERE id = $4",
+            "UPDATE rollouts SET state = $1, status = $2, \
+             updated_ms = CASE WHEN updated_ms >= $3 THEN updated_ms + 1 ELSE $3 END WHERE id = $4",
             args![state, status, ctx.at_ms, id],
         )
         .await?;

@@ -137,6 +137,7 @@ conformance!(
     devices_sort_and_page_by_offset,
     console_filters_per_user,
     firmware_publish_assign_and_report,
+    rollouts_keep_steps_outcomes_and_commands,
 );
 
 async fn devices_round_trip_filter_and_paginate(backend: &str) {
@@ -627,4 +628,66 @@ async fn firmware_publish_assign_and_report(backend: &str) {
     assert_eq!(count("device.update").await, updates + 1);
     assert!(s.verify_audit().await.unwrap().is_ok());
     s.close().await;
+}
+
+async fn rollouts_keep_steps_outcomes_and_commands(backend: &str) {
+    use palisade_store::rollouts::{Step, StoredRollout};
+    let Some(f) = Fixture::new(backend).await else { return };
+    let s = open(&f, &MasterKey::generate().unwrap()).await;
+    let r = StoredRollout {
+        id: "ro_1".into(),
+        target: "meter-2.0".into(),
+        spec: "{}".into(),
+        state: "{}".into(),
+        status: "running".into(),
+        created_ms: 10,
+        updated_ms: 10,
+    };
+    s.create_rollout(r, vec!["d1".into(), "d2".into(), "d3".into()], ctx()).await.unwrap();
+    let step = |updated, assigned: Vec<&str>, timed_out: Vec<&str>| Step {
+        state: "{\"phase\":0}".into(),
+        status: "running".into(),
+        assigned: assigned.into_iter().map(Into::into).collect(),
+        timed_out: timed_out.into_iter().map(Into::into).collect(),
+        status_changed: None,
+        read_updated_ms: updated,
+    };
+    assert!(s.save_rollout_step("ro_1".into(), step(10, vec!["d1", "d2"], vec![]), ctx()).await.unwrap());
+    // A step computed from the old row is dropped whole.
+    assert!(!s.save_rollout_step("ro_1".into(), step(10, vec!["d3"], vec![]), ctx()).await.unwrap());
+    assert_eq!((outcome(&s, "d1").await, outcome(&s, "d3").await), ("assigned".to_owned(), "waiting".to_owned()));
+    // Outcomes land on assigned rows of active rollouts of that target only.
+    let touched = s.record_rollout_outcome("d1".into(), "meter-2.0".into(), true, None, 20).await.unwrap();
+    assert_eq!(touched, vec!["ro_1".to_owned()]);
+    assert!(s.record_rollout_outcome("d2".into(), "other".into(), false, None, 20).await.unwrap().is_empty());
+    assert!(s.record_rollout_outcome("d3".into(), "meter-2.0".into(), true, None, 20).await.unwrap().is_empty());
+    assert_eq!(outcome(&s, "d1").await, "committed");
+    let updated = s.rollout("ro_1").await.unwrap().updated_ms;
+    assert!(s.save_rollout_step("ro_1".into(), step(updated, vec![], vec!["d2"]), ctx()).await.unwrap());
+    assert_eq!(outcome(&s, "d2").await, "failed");
+    // A command wins over a step computed before it.
+    let before = s.rollout("ro_1").await.unwrap().updated_ms;
+    s.rollout_command("ro_1".into(), "pause".into(), "{}".into(), "paused".into(), ctx()).await.unwrap();
+    assert!(!s.save_rollout_step("ro_1".into(), step(before, vec!["d3"], vec![]), ctx()).await.unwrap());
+    assert_eq!(s.rollout("ro_1").await.unwrap().status, "paused");
+    assert_eq!(s.active_rollouts().await.unwrap().len(), 1);
+    s.rollout_command("ro_1".into(), "abort".into(), "{}".into(), "aborted".into(), ctx()).await.unwrap();
+    assert!(s.active_rollouts().await.unwrap().is_empty());
+    assert!(s.record_rollout_outcome("d3".into(), "meter-2.0".into(), true, None, 30).await.unwrap().is_empty());
+    let actions: Vec<String> = s
+        .list_audit(&Default::default(), None, 100)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|e| e.entry.action.clone())
+        .filter(|a| a.starts_with("rollout."))
+        .collect();
+    assert_eq!(actions.len(), 3, "create, pause, abort: {actions:?}");
+    let e = s.rollout_command("nope".into(), "pause".into(), "{}".into(), "paused".into(), ctx()).await.unwrap_err();
+    assert!(matches!(e, StoreError::NotFound(_)), "{e}");
+}
+
+async fn outcome(s: &Store, device: &str) -> String {
+    s.rollout_devices("ro_1").await.unwrap().into_iter().find(|x| x.device_id == device).unwrap().outcome
 }
