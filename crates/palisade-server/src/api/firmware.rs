@@ -510,7 +510,7 @@ pub fn byte_range(header: Option<&str>, len: u64) -> ByteRange {
     }
 }
 
-const CHUNK: usize = 64 * 1024;
+const CHUNK: usize = 256 * 1024;
 
 /// `GET /firmware/{sha256}`: an image, whole or a byte range, streamed from its file.
 pub async fn image(State(state): State<AppState>, UrlPath(sha256): UrlPath<String>, req: Request) -> Response {
