@@ -20,7 +20,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// RFC 4648 base32 (no padding), as the enrolment page shows the TOTP secret.
-fn base32_decode(s: &str) -> Vec<u8> {
+pub(crate) fn base32_decode(s: &str) -> Vec<u8> {
     let (mut bits, mut acc, mut out) = (0u32, 0u64, Vec::new());
     for c in s.trim().trim_end_matches('=').chars() {
         let v = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567".find(c.to_ascii_uppercase()).expect("base32") as u64;
@@ -34,7 +34,7 @@ fn base32_decode(s: &str) -> Vec<u8> {
     out
 }
 
-fn totp_code(secret: &[u8], step_offset: u64) -> String {
+pub(crate) fn totp_code(secret: &[u8], step_offset: u64) -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     format!("{:06}", totp::code_at(secret, totp::step_of(now) + step_offset))
 }
@@ -292,7 +292,7 @@ async fn a_technician_neither_sees_nor_reaches_pki_firmware_network_or_user_page
 }
 
 /// Signs in through the API: (cookie header, CSRF token).
-async fn api_session(s: &Server, username: &str, password: &str) -> (String, String) {
+pub(crate) async fn api_session(s: &Server, username: &str, password: &str) -> (String, String) {
     let body = json!({"username": username, "password": password}).to_string().into_bytes();
     let r = s.client.send(Method::POST, "/api/v1/auth/login", None, Some(("application/json", body))).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());

@@ -188,4 +188,38 @@ async fn a_thousand_devices_take_a_three_phase_rollout_and_a_failing_image_halts
         assert!(f["detail"].as_str().unwrap().contains("rolled_back"), "{f}");
     }
     let _ = sim.kill().await;
+
+    // The console's firmware page shows the signed catalogue and both rollouts' outcomes.
+    let cookie = admin_session(&s).await;
+    let r = s.client.send_with(hyper::Method::GET, "/ui/firmware", &[("cookie", cookie)], None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let page = r.text();
+    assert!(page.contains("data-target=\"smart_meter-9.1.0\""), "{page}");
+    assert!(page.contains(&format!("data-rollout-id=\"{id}\"")) && page.contains("rollout-halted"), "{page}");
+    assert_eq!(page.matches("rollout-completed").count(), 4, "{page}");
+}
+
+/// The initial administrator signed in through the API, password changed and TOTP enrolled:
+/// the session cookie.
+async fn admin_session(s: &Server) -> String {
+    let initial = std::fs::read_to_string(s.dir.join("initial-admin-password")).unwrap().trim().to_owned();
+    let (cookie, csrf) = crate::console::api_session(s, "admin", &initial).await;
+    let headers = [("cookie", cookie.clone()), ("x-csrf-token", csrf)];
+    let post = |path: &'static str, body: Value| {
+        let headers = headers.clone();
+        async move {
+            let body = Some(("application/json", body.to_string().into_bytes()));
+            s.client.send_with(hyper::Method::POST, path, &headers, body).await
+        }
+    };
+    let new = "violet tractor harbour minute";
+    assert_eq!(
+        post("/api/v1/auth/password", json!({"current_password": initial, "new_password": new})).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let e = post("/api/v1/auth/mfa/enroll", json!({})).await.json();
+    let secret = crate::console::base32_decode(e["secret"].as_str().unwrap());
+    let r = post("/api/v1/auth/mfa/confirm", json!({"code": crate::console::totp_code(&secret, 0)})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    cookie
 }

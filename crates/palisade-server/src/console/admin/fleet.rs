@@ -70,6 +70,35 @@ fn by_model(rows: &[(String, String, i64)]) -> Vec<ModelFirmware> {
         .collect()
 }
 
+/// A target of the signed catalogue.
+#[derive(Debug)]
+pub struct CatalogueRow {
+    pub name: String,
+    pub hardware: String,
+    pub version: String,
+    pub counter: u64,
+    pub sha256: String,
+    pub length: u64,
+}
+
+/// A rollout and how far it got.
+#[derive(Debug)]
+pub struct RolloutRow {
+    pub id: String,
+    pub target: String,
+    pub status: String,
+    pub reason: String,
+    pub phase: usize,
+    pub phases: usize,
+    pub committed: usize,
+    pub failed: usize,
+    pub total: usize,
+    pub percent: usize,
+}
+
+/// Rollouts shown on the page, newest first.
+const ROLLOUTS_SHOWN: usize = 20;
+
 #[derive(Template)]
 #[template(path = "admin_firmware.html")]
 struct FirmwarePage {
@@ -78,6 +107,8 @@ struct FirmwarePage {
     devices: i64,
     /// Whether only part of the fleet is counted (the caller's scope).
     scoped: bool,
+    catalogue: Vec<CatalogueRow>,
+    rollouts: Vec<RolloutRow>,
 }
 
 pub async fn firmware(State(state): State<AppState>, ctx: Ctx) -> Result<Response, Page> {
@@ -87,8 +118,44 @@ pub async fn firmware(State(state): State<AppState>, ctx: Ctx) -> Result<Respons
     let scoped = scopes.is_some();
     let summary = state.store.fleet_summary(&DeviceFilter { scopes, ..DeviceFilter::default() }).await?;
     let models = by_model(&summary.firmware);
-    let page =
-        FirmwarePage { devices: models.iter().map(|m| m.devices).sum(), models, scoped, ctx: ctx.at("firmware") };
+    let catalogue = state
+        .store
+        .firmware_catalogue()
+        .await?
+        .into_iter()
+        .map(|t| CatalogueRow {
+            sha256: t.sha256.get(..12).unwrap_or(&t.sha256).to_owned(),
+            name: t.name,
+            hardware: t.hardware,
+            version: t.version,
+            counter: t.counter,
+            length: t.length,
+        })
+        .collect();
+    let mut rollouts = Vec::new();
+    for r in state.store.rollouts().await?.iter().take(ROLLOUTS_SHOWN) {
+        let v = crate::rollout::view(&state, &r.id).await?;
+        rollouts.push(RolloutRow {
+            percent: v.devices.committed * 100 / v.devices.total.max(1),
+            id: v.id,
+            target: v.target,
+            status: v.status,
+            reason: v.reason.unwrap_or_default(),
+            phase: v.phase,
+            phases: v.phases.len(),
+            committed: v.devices.committed,
+            failed: v.devices.failed,
+            total: v.devices.total,
+        });
+    }
+    let page = FirmwarePage {
+        devices: models.iter().map(|m| m.devices).sum(),
+        models,
+        scoped,
+        catalogue,
+        rollouts,
+        ctx: ctx.at("firmware"),
+    };
     Ok(render(StatusCode::OK, &page))
 }
 
