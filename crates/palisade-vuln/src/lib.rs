@@ -7,6 +7,7 @@
 
 pub mod advisory;
 pub mod cvss;
+pub mod index;
 mod json;
 pub mod purl;
 pub mod sbom;
