@@ -283,6 +283,9 @@ pub async fn command(state: &AppState, id: &str, cmd: &str, ctx: AuditContext) -
     st.phase_started_ms = r.phase_started_ms;
     let json = serde_json::to_string(&st).map_err(|_| ApiError::internal())?;
     state.store.rollout_command(id.to_owned(), cmd.to_owned(), json, st.status.clone(), ctx).await?;
+    if cmd == "abort" {
+        withdraw(state, id, &stored.target).await;
+    }
     state.rollouts.wake();
     view(state, id).await
 }
@@ -323,6 +326,10 @@ async fn drive(state: &AppState, stored: &StoredRollout) -> Result<(), ApiError>
     if let Some(s) = &d.status_changed {
         tracing::info!(rollout = %stored.id, status = s.as_str(), reason = reason_of(s).as_deref().unwrap_or(""), "rollout status");
     }
+    if matches!(d.status_changed, Some(Status::Halted(_))) {
+        withdraw(state, &stored.id, &stored.target).await;
+    }
+
     for device in &d.assign {
         let assigned = match device.parse::<DeviceId>() {
             Ok(id) => {
@@ -339,6 +346,42 @@ async fn drive(state: &AppState, stored: &StoredRollout) -> Result<(), ApiError>
         }
     }
     Ok(())
+}
+
+/// A rollout that halted or was aborted withdraws the assignments its devices have not acted
+/// on yet: each such device whose current assignment is still the rollout's target is assigned
+/// the catalogue image it runs now, which its agent takes as nothing to do. So an image found
+/// bad stops spreading to devices that were offline or slow when it was found. Devices that
+/// run a version the catalogue does not list cannot be pointed back, and are logged.
+async fn withdraw(state: &AppState, rollout_id: &str, target: &str) {
+    let (devices, catalogue) =
+        match (state.store.rollout_devices(rollout_id).await, state.store.firmware_catalogue().await) {
+            (Ok(d), Ok(c)) => (d, c),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(rollout = rollout_id, error = %e, "cannot withdraw the rollout's assignments");
+                return;
+            }
+        };
+    for d in devices.iter().filter(|d| d.outcome == "assigned") {
+        let Ok(id) = d.device_id.parse::<DeviceId>() else { continue };
+        let current = state.store.firmware_assignment(id.as_str()).await;
+        if !matches!(&current, Ok(Some(a)) if a.target == target) {
+            continue; // another assignment came since, or none: nothing of this rollout to withdraw
+        }
+        let Ok(device) = state.store.get_device(&id).await else { continue };
+        let running = catalogue.iter().find(|t| {
+            t.name != target
+                && t.hardware == device.attrs.model
+                && device.attrs.firmware_version.as_deref() == Some(t.version.as_str())
+        });
+        let Some(running) = running else {
+            tracing::warn!(rollout = rollout_id, device = %id, "cannot withdraw: the catalogue lists no image of the version the device runs");
+            continue;
+        };
+        if let Err(e) = crate::firmware::assign(state, &id, &running.name, system(now_ms())).await {
+            tracing::warn!(rollout = rollout_id, device = %id, error = %e, "cannot withdraw an assignment");
+        }
+    }
 }
 
 /// A device reported the end of an update: committed, or refused / rolled back.

@@ -223,3 +223,53 @@ async fn admin_session(s: &Server) -> String {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     cookie
 }
+
+#[tokio::test]
+async fn an_aborted_rollout_points_devices_that_have_not_acted_back_at_what_they_run() {
+    let s = Server::start().await;
+    let admin = s.api_key("admin");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let url = format!("https://localhost:{}", s.addr.port());
+    let ca = s.dir.join("pki/root-ca.pem");
+    cli(dir, &["firmware", "keygen", "--dir", "keys"]).await;
+    cli(
+        dir,
+        &["firmware", "root", "--dir", "keys", "--server", &url, "--ca", ca.to_str().unwrap(), "--api-key", &admin],
+    )
+    .await;
+    let old = publish(&s, dir, &admin, "meter-3", "1.4.2", 1).await;
+    let new = publish(&s, dir, &admin, "meter-3", "1.5.0", 2).await;
+    // Three meters on 1.4.2 that are offline: their assignments wait.
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let r =
+            s.client.post("/api/v1/devices", &admin, crate::common::device(&format!("lab-{n}"), "low", "lab")).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let id = r.json()["id"].as_str().unwrap().to_owned();
+        let r = s.client.post(&format!("/api/v1/devices/{id}/lifecycle"), &admin, json!({"to": "provisioned"})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        ids.push(id);
+    }
+    let body = json!({"target": new, "groups": ["lab"], "phases": ["100%"]});
+    let r = s.client.post("/api/v1/rollouts", &admin, body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let rollout = r.json()["id"].as_str().unwrap().to_owned();
+    wait_rollout(&s, &admin, &rollout, 30, |r| r["devices"]["assigned"] == 3).await;
+    let assigned = |id: String| {
+        let s = &s;
+        let admin = admin.clone();
+        async move { s.client.get(&format!("/api/v1/devices/{id}/firmware"), &admin).await.json()["assignment"].to_string() }
+    };
+    for id in &ids {
+        assert!(assigned(id.clone()).await.contains(&new));
+    }
+    let r = s.client.post(&format!("/api/v1/rollouts/{rollout}/abort"), &admin, json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["status"], "aborted");
+    // Each now holds an assignment of the image it runs: its agent has nothing to install.
+    for id in &ids {
+        let a = assigned(id.clone()).await;
+        assert!(a.contains(&old) && !a.contains(&new), "{id}: {a}");
+    }
+}
