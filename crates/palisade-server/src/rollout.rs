@@ -331,6 +331,11 @@ async fn drive(state: &AppState, stored: &StoredRollout) -> Result<(), ApiError>
     }
 
     for device in &d.assign {
+        // An operator may abort while this step assigns: assign nothing more (its withdrawal
+        // already ran over what was assigned before).
+        if state.store.rollout(&stored.id).await.is_ok_and(|r| r.status == "aborted") {
+            break;
+        }
         let assigned = match device.parse::<DeviceId>() {
             Ok(id) => {
                 crate::firmware::assign(state, &id, &stored.target, system(now_ms())).await.map_err(|e| e.to_string())

@@ -261,8 +261,13 @@ async fn an_aborted_rollout_points_devices_that_have_not_acted_back_at_what_they
         let admin = admin.clone();
         async move { s.client.get(&format!("/api/v1/devices/{id}/firmware"), &admin).await.json()["assignment"].to_string() }
     };
+    // The engine records its decision before it signs the assignments: wait for them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     for id in &ids {
-        assert!(assigned(id.clone()).await.contains(&new));
+        while !assigned(id.clone()).await.contains(&new) {
+            assert!(tokio::time::Instant::now() < deadline, "{id} never got its assignment");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     let r = s.client.post(&format!("/api/v1/rollouts/{rollout}/abort"), &admin, json!({})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
