@@ -15,6 +15,7 @@ pub mod notify;
 pub mod pki;
 pub mod plane;
 pub mod rollout;
+pub mod vuln;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -53,6 +54,8 @@ pub struct App {
     pub firmware: firmware::Firmware,
     /// Wakes the rollout engine (a device reported the end of an update, an operator acted).
     pub rollouts: rollout::Engine,
+    /// Vulnerability exposure: the index of SBOMs, advisories and devices.
+    pub vulns: vuln::Vulns,
 }
 
 pub type AppState = Arc<App>;
@@ -152,6 +155,7 @@ pub async fn start(config: Config) -> Result<Running, BootstrapError> {
     bootstrap::initial_admin(&store, &data_dir).await?;
     let auth = auth::Auth::new(config.auth.clone()).map_err(|e| BootstrapError::Refused(e.to_string()))?;
     let (detector, detect_inputs) = detect::Detector::new();
+    let exposure = vuln::load(&store).await.map_err(|e| BootstrapError::Refused(format!("exposure index: {e}")))?;
     let state = Arc::new(App {
         store: store.clone(),
         metrics,
@@ -167,6 +171,7 @@ pub async fn start(config: Config) -> Result<Running, BootstrapError> {
         openapi: api::openapi_json(),
         firmware: firmware::Firmware::default(),
         rollouts: rollout::Engine::default(),
+        vulns: vuln::Vulns::new(exposure),
     });
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = detect::start(state.clone(), detect_inputs, rx.clone())
@@ -181,6 +186,7 @@ pub async fn start(config: Config) -> Result<Running, BootstrapError> {
     tasks.push(tokio::spawn(plane::serve(state.clone(), mqtt_listener, rx.clone())));
     tasks.push(tokio::spawn(checkpoints(store.clone(), checkpoint_every, rx.clone())));
     tasks.push(tokio::spawn(rollout::run(state.clone(), rx.clone())));
+    tasks.push(tokio::spawn(vuln::run(state.clone(), rx.clone())));
     let notifier = state.notifier.clone();
     tasks.push(tokio::spawn(notify::run(store.clone(), state.metrics.clone(), notifier, rx.clone())));
     tasks.push(tokio::spawn(hourly(state, rx)));

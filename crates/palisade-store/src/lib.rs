@@ -7,6 +7,7 @@
 pub mod alerts;
 pub mod apikeys;
 pub mod audit;
+pub mod changes;
 pub mod devices;
 pub mod identity;
 mod migrations;
@@ -100,6 +101,7 @@ pub struct Store {
     keys: Arc<Keyring>,
     audit_key: Arc<Ed25519KeyPair>,
     observer: Option<Arc<dyn StoreObserver>>,
+    changes: Arc<changes::DeviceChanges>,
 }
 
 impl fmt::Debug for Store {
@@ -209,7 +211,12 @@ impl Store {
                 (Backend::Postgres(b), v)
             }
         };
-        Ok(Self { backend, keys: Arc::new(keys), audit_key: Arc::new(audit_key), observer })
+        Ok(Self { backend, keys: Arc::new(keys), audit_key: Arc::new(audit_key), observer, changes: Arc::default() })
+    }
+
+    /// Devices changed by committed writes (model, firmware, criticality, group, region, state).
+    pub fn device_changes(&self) -> Arc<changes::DeviceChanges> {
+        self.changes.clone()
     }
 
     fn observe(&self, op: &'static str, started: Instant, ok: bool) {
@@ -242,13 +249,18 @@ impl Store {
 
     pub async fn create_device(&self, new: NewDevice, ctx: AuditContext) -> Result<Device, StoreError> {
         let keys = self.keys.clone();
-        write_op!(self, "device.create", |c| devices::create(c, &keys, &new, &ctx).await)
+        let device = write_op!(self, "device.create", |c| devices::create(c, &keys, &new, &ctx).await)?;
+        self.changes.mark([device.id.as_str()]);
+        Ok(device)
     }
 
     /// All rows or none. `rows` pairs each device with its 1-based row number.
     pub async fn import_devices(&self, rows: Vec<(usize, NewDevice)>, ctx: AuditContext) -> Result<usize, StoreError> {
         let keys = self.keys.clone();
-        write_op!(self, "device.import", |c| devices::import(c, &keys, &rows, &ctx).await)
+        let ids: Vec<String> = rows.iter().map(|(_, d)| d.id.to_string()).collect();
+        let n = write_op!(self, "device.import", |c| devices::import(c, &keys, &rows, &ctx).await)?;
+        self.changes.mark(ids.iter().map(String::as_str));
+        Ok(n)
     }
 
     pub async fn get_device(&self, id: &DeviceId) -> Result<Device, StoreError> {
@@ -280,7 +292,9 @@ impl Store {
         ctx: AuditContext,
     ) -> Result<Device, StoreError> {
         let keys = self.keys.clone();
-        write_op!(self, "device.update", |c| devices::update(c, &keys, &id, patch, &ctx).await)
+        let device = write_op!(self, "device.update", |c| devices::update(c, &keys, &id, patch, &ctx).await)?;
+        self.changes.mark([device.id.as_str()]);
+        Ok(device)
     }
 
     pub async fn transition_device(
@@ -291,7 +305,7 @@ impl Store {
         ctx: AuditContext,
     ) -> Result<Device, StoreError> {
         let keys = self.keys.clone();
-        write_op!(self, "device.transition", |c| devices::transition(
+        let device = write_op!(self, "device.transition", |c| devices::transition(
             c,
             &keys,
             &id,
@@ -299,7 +313,9 @@ impl Store {
             reason.as_deref(),
             &ctx
         )
-        .await)
+        .await)?;
+        self.changes.mark([device.id.as_str()]);
+        Ok(device)
     }
 
     // --- audit ---------------------------------------------------------------------------
@@ -1096,7 +1112,10 @@ impl Store {
         ctx: AuditContext,
     ) -> Result<(), StoreError> {
         let keys = self.keys.clone();
-        write_op!(self, "firmware.report", |c| firmware::record_report(c, &keys, &report, &ctx).await)
+        let device_id = report.device_id.clone();
+        write_op!(self, "firmware.report", |c| firmware::record_report(c, &keys, &report, &ctx).await)?;
+        self.changes.mark([device_id.as_str()]);
+        Ok(())
     }
 
     /// A device's last update report.
@@ -1175,5 +1194,49 @@ impl Store {
             now_ms
         )
         .await)
+    }
+}
+
+pub mod vuln;
+
+/// SBOMs, advisories and what the exposure index is rebuilt from.
+impl Store {
+    /// Stores (or replaces) a build's SBOM; true when it replaced one.
+    pub async fn put_sbom(&self, sbom: vuln::Sbom, ctx: AuditContext) -> Result<bool, StoreError> {
+        write_op!(self, "vuln.sbom", |c| vuln::put_sbom(c, &sbom, &ctx).await)
+    }
+
+    pub async fn sboms(&self) -> Result<Vec<vuln::Sbom>, StoreError> {
+        read_op!(self, "vuln.sboms", |c| vuln::sboms(c).await)
+    }
+
+    pub async fn sbom(&self, model: &str, version: &str) -> Result<Option<vuln::Sbom>, StoreError> {
+        read_op!(self, "vuln.sbom_get", |c| vuln::sbom(c, model, version).await)
+    }
+
+    /// Writes an import with its report and alerts, all or nothing; the ids of alerts opened.
+    pub async fn import_advisories(&self, imp: vuln::NewImport, ctx: AuditContext) -> Result<Vec<String>, StoreError> {
+        write_op!(self, "vuln.import", |c| vuln::import(c, &imp, &ctx).await)
+    }
+
+    pub async fn advisory_sources(&self) -> Result<Vec<vuln::LiveSource>, StoreError> {
+        read_op!(self, "vuln.sources", |c| vuln::live_sources(c).await)
+    }
+
+    pub async fn advisory_imports(&self, limit: i64) -> Result<Vec<vuln::ImportRecord>, StoreError> {
+        read_op!(self, "vuln.imports", |c| vuln::imports(c, limit).await)
+    }
+
+    pub async fn advisory_import(&self, id: &str) -> Result<Option<vuln::ImportRecord>, StoreError> {
+        read_op!(self, "vuln.import_get", |c| vuln::import_record_of(c, id).await)
+    }
+
+    /// Every device as the exposure index sees it.
+    pub async fn indexed_fleet(&self) -> Result<Vec<vuln::IndexedDevice>, StoreError> {
+        read_op!(self, "vuln.fleet", |c| vuln::fleet(c).await)
+    }
+
+    pub async fn indexed_devices(&self, ids: Vec<String>) -> Result<Vec<vuln::IndexedDevice>, StoreError> {
+        read_op!(self, "vuln.devices", |c| vuln::devices(c, &ids).await)
     }
 }

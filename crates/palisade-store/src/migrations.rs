@@ -15,6 +15,7 @@ const SQLITE: &[(i64, &str)] = &[
     (9, include_str!("../migrations/sqlite/0009_console.sql")),
     (10, include_str!("../migrations/sqlite/0010_firmware.sql")),
     (11, include_str!("../migrations/sqlite/0011_rollouts.sql")),
+    (12, include_str!("../migrations/sqlite/0012_vulnerabilities.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -28,6 +29,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (9, include_str!("../migrations/postgres/0009_console.sql")),
     (10, include_str!("../migrations/postgres/0010_firmware.sql")),
     (11, include_str!("../migrations/postgres/0011_rollouts.sql")),
+    (12, include_str!("../migrations/postgres/0012_vulnerabilities.sql")),
 ];
 
 /// Applies every migration not yet applied. Runs inside the caller's transaction (DDL is

@@ -1,9 +1,12 @@
-//! CVSS vectors: validation of v2, v3.0, v3.1 and v4.0 vectors, and base scores for v2 and v3.x
-//! computed with the formulas of their specifications.
+//! CVSS vectors: validation of v2, v3.0, v3.1 and v4.0 vectors, and their scores computed as
+//! their specifications define them.
 //!
-//! CVSS v4.0 vectors are parsed and validated, but their score is not computed: it needs the
-//! specification's macro-vector lookup table and severity-distance interpolation, which are not
-//! implemented yet, so [`score`] answers [`CvssError::Unsupported`] for them.
+//! - v2 and v3.x: the base score from the base equations; temporal and environmental metrics are
+//!   validated and ignored.
+//! - v4.0: the score of the vector with whatever threat and environmental metrics it carries
+//!   (CVSS-B, CVSS-BT, CVSS-BE or CVSS-BTE), from the specification's macro vectors, their
+//!   lookup table and the severity-distance interpolation (section 8 of the v4.0 specification,
+//!   as FIRST's reference calculator computes it). Supplemental metrics do not change it.
 
 use std::fmt;
 
@@ -27,10 +30,12 @@ impl fmt::Display for CvssVersion {
     }
 }
 
-/// A base score and its qualitative severity.
+/// A score and its qualitative severity.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Cvss {
     pub version: CvssVersion,
+    /// The base score (v2, v3.x), or for v4.0 the score with the vector's threat and environmental
+    /// metrics (CVSS-B when it carries none); 0.0 to 10.0, one decimal.
     pub base: f64,
     /// `None`, `Low`, `Medium`, `High` or `Critical` (v2 has only `Low`, `Medium`, `High`).
     pub severity: &'static str,
@@ -53,8 +58,6 @@ pub enum CvssError {
     Duplicate(String),
     #[error("base metric {0} is missing")]
     Missing(&'static str),
-    #[error("CVSS {0} vectors are validated but not scored (the v4.0 macro-vector table is not implemented)")]
-    Unsupported(CvssVersion),
 }
 
 /// A metric: its name, allowed values, and whether it is a mandatory base metric.
@@ -146,7 +149,8 @@ struct Parsed<'a> {
 }
 
 impl Parsed<'_> {
-    /// The value of a metric; base metrics are always present after validation.
+    /// The value of a metric, `""` when the vector does not carry it; base metrics are always
+    /// present after validation.
     fn get(&self, name: &str) -> &str {
         self.table
             .iter()
@@ -211,14 +215,14 @@ pub fn validate(vector: &str) -> Result<CvssVersion, CvssError> {
     parse(vector).map(|parsed| parsed.version)
 }
 
-/// The base score of a CVSS v2 or v3.x vector. A v4.0 vector is validated, then refused with
-/// [`CvssError::Unsupported`].
+/// The score of a vector: the base score of a v2 or v3.x vector; for a v4.0 vector, its score with
+/// the threat and environmental metrics it carries (the base score when it carries none).
 pub fn score(vector: &str) -> Result<Cvss, CvssError> {
     let parsed = parse(vector)?;
     let base = match parsed.version {
         CvssVersion::V2 => v2_base(&parsed),
         CvssVersion::V3_0 | CvssVersion::V3_1 => v3_base(&parsed),
-        CvssVersion::V4_0 => return Err(CvssError::Unsupported(parsed.version)),
+        CvssVersion::V4_0 => crate::cvss4::score(|name| parsed.get(name)),
     };
     let severity = match parsed.version {
         CvssVersion::V2 if base < 4.0 => "Low",
@@ -349,18 +353,27 @@ mod tests {
     }
 
     #[test]
-    fn v4_is_validated_but_not_scored() {
+    fn v4_is_validated_and_scored() {
         let vector = "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N";
         assert_eq!(validate(vector), Ok(CvssVersion::V4_0));
-        assert_eq!(score(vector), Err(CvssError::Unsupported(CvssVersion::V4_0)));
+        assert_eq!(score(vector), Ok(Cvss { version: CvssVersion::V4_0, base: 9.3, severity: "Critical" }));
         assert_eq!(
-            validate("CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N/MSI:S/U:Amber"),
-            Ok(CvssVersion::V4_0)
+            base("CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N/MSI:S/U:Amber"),
+            (10.0, "Critical")
         );
+        assert_eq!(base("CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:N/VI:N/VA:N/SC:N/SI:N/SA:N"), (0.0, "None"));
+        assert_eq!(base("CVSS:4.0/AV:N/AC:H/AT:N/PR:H/UI:A/VC:N/VI:N/VA:N/SC:N/SI:H/SA:N"), (4.0, "Medium"));
+        assert_eq!(base("CVSS:4.0/AV:A/AC:L/AT:P/PR:L/UI:P/VC:L/VI:N/VA:N/SC:N/SI:L/SA:L"), (1.0, "Low"));
+        assert_eq!(base("CVSS:4.0/AV:N/AC:L/AT:N/PR:H/UI:P/VC:N/VI:H/VA:H/SC:H/SI:H/SA:N"), (8.3, "High"));
         assert_eq!(
             validate("CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:R/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N"),
             Err(CvssError::InvalidValue { metric: "UI".into(), value: "R".into() })
         );
+        assert_eq!(
+            score("CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N/MSC:S"),
+            Err(CvssError::InvalidValue { metric: "MSC".into(), value: "S".into() })
+        );
+        assert_eq!(score("CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N"), Err(CvssError::Missing("SA")));
     }
 
     #[test]

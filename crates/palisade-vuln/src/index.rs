@@ -126,6 +126,18 @@ pub struct FindingComponent {
     pub confidence: Confidence,
 }
 
+/// The key a document is stored and replaced under: its format and its normalised id, so an
+/// OSV entry and a CSAF statement about the same CVE both count, and a newer copy of either
+/// replaces its older self.
+pub fn document_key(doc: &AdvisoryDoc) -> String {
+    let format = match doc.format {
+        AdvisoryFormat::Osv => "osv",
+        AdvisoryFormat::CycloneDxVex => "cyclonedx",
+        AdvisoryFormat::Csaf => "csaf",
+    };
+    format!("{format}:{}", normalise(&doc.id))
+}
+
 /// Ranking weight of a criticality: critical 4, high 3, medium 2, low 1, anything else 0.
 pub fn criticality_weight(criticality: &str) -> u64 {
     match criticality.to_ascii_lowercase().as_str() {
@@ -486,7 +498,7 @@ impl Index {
     /// reports which builds became or stopped being affected by its vulnerability.
     pub fn add_advisory(&mut self, doc: &AdvisoryDoc) -> AdvisoryChange {
         let ids = alias_set(doc);
-        let doc_id = normalise(&doc.id);
+        let doc_id = document_key(doc);
         let mut bad_bounds = Vec::new();
         let parsed = self.parse_doc(doc, &mut bad_bounds);
 
@@ -822,9 +834,51 @@ impl Index {
 
     /// The vulnerabilities touching a device's build, with the vulnerable components.
     pub fn device_findings(&self, device_id: &str) -> Vec<Finding> {
-        let Some((build, _)) = self.devices.get(device_id) else {
-            return Vec::new();
-        };
+        match self.devices.get(device_id) {
+            Some((build, _)) => self.build_findings(*build),
+            None => Vec::new(),
+        }
+    }
+
+    /// The build a device is on and its class.
+    pub fn device(&self, device_id: &str) -> Option<(BuildId, &DeviceClass)> {
+        let (build, class) = self.devices.get(device_id)?;
+        Some((*build, self.classes.get(*class as usize)?))
+    }
+
+    /// Every device id in the index.
+    pub fn device_ids(&self) -> impl Iterator<Item = &str> {
+        self.devices.keys().map(String::as_str)
+    }
+
+    /// The devices on a build, in id order, with their class.
+    pub fn devices_on(&self, build: BuildId) -> impl Iterator<Item = (&str, &DeviceClass)> {
+        self.entry(build).into_iter().flat_map(move |entry| {
+            entry.devices.iter().filter_map(move |id| {
+                let (_, class) = self.devices.get(id)?;
+                Some((id.as_str(), self.classes.get(*class as usize)?))
+            })
+        })
+    }
+
+    /// How many devices are on a build.
+    pub fn build_device_count(&self, build: BuildId) -> usize {
+        self.entry(build).map_or(0, |entry| entry.counts.total)
+    }
+
+    /// Every build with its handle.
+    pub fn builds(&self) -> impl Iterator<Item = (BuildId, &Build)> {
+        self.builds.iter().enumerate().map(|(i, entry)| (BuildId(u32::try_from(i).unwrap_or(u32::MAX)), &entry.build))
+    }
+
+    /// Whether a vulnerability (by any id) affects a build.
+    pub fn affects(&self, id_or_alias: &str, build: BuildId) -> bool {
+        self.lookup(id_or_alias).is_some_and(|(_, vuln)| vuln.builds.contains_key(&build))
+    }
+
+    /// The vulnerabilities touching a build, with the vulnerable components, highest CVSS first.
+    pub fn build_findings(&self, build: BuildId) -> Vec<Finding> {
+        let build = &build;
         let Some(entry) = self.entry(*build) else {
             return Vec::new();
         };

@@ -6,7 +6,9 @@
 //! and gets validated values (or a precise error) out.
 
 pub mod advisory;
+pub mod bundle;
 pub mod cvss;
+mod cvss4;
 pub mod index;
 mod json;
 pub mod purl;

@@ -232,7 +232,7 @@ pub(crate) struct Api {
 }
 
 impl Api {
-    fn new(server: &str, ca: &Path, key: &str) -> anyhow::Result<Self> {
+    pub(crate) fn new(server: &str, ca: &Path, key: &str) -> anyhow::Result<Self> {
         let pem = std::fs::read(ca).with_context(|| format!("--ca {}", ca.display()))?;
         palisade_agent::http::client_config(&pem, None).map_err(|e| anyhow!("--ca {}: {e}", ca.display()))?;
         Ok(Self { ca: (pem, ca.to_owned()), base: server.trim_end_matches('/').to_owned(), key: key.to_owned() })

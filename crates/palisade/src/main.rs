@@ -14,6 +14,7 @@ use palisade_store::audit::AuditContext;
 mod demo;
 mod firmware;
 mod rollout;
+mod vuln;
 
 #[derive(Debug, Parser)]
 #[command(name = "palisade", version, about = "IoT fleet security control plane")]
@@ -52,6 +53,9 @@ enum Command {
     /// Staged firmware rollouts: create, status, pause, resume, approve, abort.
     #[command(subcommand)]
     Rollout(rollout::RolloutCommand),
+    /// Vulnerabilities: SBOMs of firmware builds, advisory imports, affected devices.
+    #[command(subcommand)]
+    Vuln(vuln::VulnCommand),
     /// Run the device agent: enroll over EST, report telemetry over MQTT, run commands.
     Agent {
         /// The agent's configuration (TOML).
@@ -398,6 +402,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rollout(cmd) => {
             init_logging(LogFormat::Text, "warn");
             rollout::run(cmd).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Vuln(cmd) => {
+            init_logging(LogFormat::Text, "warn");
+            vuln::run(cmd).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Check { file }) => {

@@ -20,6 +20,7 @@ pub mod policy;
 pub mod rollouts;
 pub mod stream;
 pub mod system;
+pub mod vulns;
 
 use std::time::Instant;
 
@@ -122,6 +123,13 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(firmware::upload_image))
         .routes(routes!(firmware::catalogue))
         .routes(routes!(firmware::assign, firmware::device_firmware))
+        .routes(routes!(vulns::put_sbom, vulns::get_sbom))
+        .routes(routes!(vulns::import))
+        .routes(routes!(vulns::list_imports))
+        .routes(routes!(vulns::get_import))
+        .routes(routes!(vulns::affected))
+        .routes(routes!(vulns::device_findings))
+        .routes(routes!(vulns::fleet))
 }
 
 /// The device listener: EST, the CRL, health.

@@ -115,6 +115,14 @@ pub const POLICIES: &[(&str, &str, Policy)] = &[
     ("GET", "/api/v1/firmware", perm(FirmwarePublish)),
     ("PUT", "/api/v1/devices/{id}/firmware", perm(RolloutsManage)),
     ("GET", "/api/v1/devices/{id}/firmware", perm(DevicesRead)),
+    ("PUT", "/api/v1/firmware/{model}/{version}/sbom", perm(FirmwarePublish)),
+    ("GET", "/api/v1/firmware/{model}/{version}/sbom", perm(AlertsRead)),
+    ("POST", "/api/v1/advisories", perm(RulesManage)),
+    ("GET", "/api/v1/advisories/imports", perm(AlertsRead)),
+    ("GET", "/api/v1/advisories/imports/{id}", perm(AlertsRead)),
+    ("GET", "/api/v1/vulnerabilities", perm(AlertsRead)),
+    ("GET", "/api/v1/vulnerabilities/{id}/devices", perm(AlertsRead)),
+    ("GET", "/api/v1/devices/{id}/vulnerabilities", perm(AlertsRead)),
 ];
 
 pub fn lookup(method: &str, path: &str) -> Option<Policy> {
