@@ -331,9 +331,12 @@ pub struct Upload {
     pub bytes: Vec<u8>,
 }
 
+/// The files of an upload with their documents, and the zip entries skipped.
+type Parsed = (Vec<(Upload, Vec<AdvisoryDoc>)>, Vec<String>);
+
 /// Parses every file of an upload; the first failure of each file is kept, and any failure
 /// refuses the whole import.
-fn parse_upload(uploads: Vec<Upload>) -> Result<(Vec<(Upload, Vec<AdvisoryDoc>)>, Vec<String>), VulnError> {
+fn parse_upload(uploads: Vec<Upload>) -> Result<Parsed, VulnError> {
     let mut files = Vec::new();
     let mut skipped = Vec::new();
     let mut errors = Vec::new();

@@ -23,3 +23,4 @@ mod notify;
 mod operability;
 mod rollout;
 mod sim;
+mod vulns;
