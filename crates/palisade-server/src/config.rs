@@ -166,6 +166,14 @@ impl Default for FirmwareConfig {
     }
 }
 
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VulnerabilitiesConfig {
+    /// Also match components without a purl by CPE vendor:product:version against VEX/CSAF
+    /// statements naming a CPE. Off by default: such matches are lower confidence (labelled `cpe`).
+    pub cpe_matching: bool,
+}
+
 /// Everything `palisade serve` can be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -191,6 +199,7 @@ pub struct Config {
     pub pki: PkiConfig,
     pub detection: DetectionConfig,
     pub firmware: FirmwareConfig,
+    pub vulnerabilities: VulnerabilitiesConfig,
 }
 
 impl Default for Config {
@@ -210,6 +219,7 @@ impl Default for Config {
             pki: PkiConfig::default(),
             detection: DetectionConfig::default(),
             firmware: FirmwareConfig::default(),
+            vulnerabilities: VulnerabilitiesConfig::default(),
         }
     }
 }
@@ -231,6 +241,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("PALISADE_AUTH_THROTTLE_BASE_DELAY_MS", "auth.throttle_base_delay_ms"),
     ("PALISADE_DETECTION_PROFILES_FILE", "detection.profiles_file"),
     ("PALISADE_FIRMWARE_MAX_IMAGE_BYTES", "firmware.max_image_bytes"),
+    ("PALISADE_VULNERABILITIES_CPE_MATCHING", "vulnerabilities.cpe_matching"),
 ];
 
 impl Config {
@@ -306,6 +317,9 @@ impl Config {
         }
         if let Some(v) = get("PALISADE_FIRMWARE_MAX_IMAGE_BYTES") {
             self.firmware.max_image_bytes = parse("PALISADE_FIRMWARE_MAX_IMAGE_BYTES", &v)?;
+        }
+        if let Some(v) = get("PALISADE_VULNERABILITIES_CPE_MATCHING") {
+            self.vulnerabilities.cpe_matching = parse("PALISADE_VULNERABILITIES_CPE_MATCHING", &v)?;
         }
         Ok(())
     }

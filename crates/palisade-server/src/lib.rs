@@ -155,7 +155,8 @@ pub async fn start(config: Config) -> Result<Running, BootstrapError> {
     bootstrap::initial_admin(&store, &data_dir).await?;
     let auth = auth::Auth::new(config.auth.clone()).map_err(|e| BootstrapError::Refused(e.to_string()))?;
     let (detector, detect_inputs) = detect::Detector::new();
-    let exposure = vuln::load(&store).await.map_err(|e| BootstrapError::Refused(format!("exposure index: {e}")))?;
+    let cpe_matching = config.vulnerabilities.cpe_matching;
+    let exposure = vuln::load(&store, cpe_matching).await.map_err(|e| BootstrapError::Refused(format!("exposure index: {e}")))?;
     let state = Arc::new(App {
         store: store.clone(),
         metrics,
@@ -171,7 +172,7 @@ pub async fn start(config: Config) -> Result<Running, BootstrapError> {
         openapi: api::openapi_json(),
         firmware: firmware::Firmware::default(),
         rollouts: rollout::Engine::default(),
-        vulns: vuln::Vulns::new(exposure),
+        vulns: vuln::Vulns::new(exposure, cpe_matching),
     });
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = detect::start(state.clone(), detect_inputs, rx.clone())

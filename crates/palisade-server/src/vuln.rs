@@ -50,6 +50,8 @@ pub struct Vulns {
     state: RwLock<Exposure>,
     /// Serialises writers, so the store and the index take changes in the same order.
     writer: Mutex<()>,
+    /// `vulnerabilities.cpe_matching`: how the index is built.
+    cpe_matching: bool,
 }
 
 /// What the index answers from.
@@ -146,10 +148,12 @@ impl Exposure {
     }
 }
 
-/// Loads the whole index from the store.
-pub async fn load(store: &Store) -> Result<Exposure, StoreError> {
+/// Loads the whole index from the store; with `cpe_matching`, components without a purl are
+/// matched by CPE too (lower confidence).
+pub async fn load(store: &Store, cpe_matching: bool) -> Result<Exposure, StoreError> {
     let started = std::time::Instant::now();
-    let mut exposure = Exposure::default();
+    let index = if cpe_matching { Index::with_cpe_matching() } else { Index::new() };
+    let mut exposure = Exposure { index, ..Exposure::default() };
     for stored in store.sboms().await? {
         match parse_sbom(&stored.body) {
             Ok(sbom) => {
@@ -196,8 +200,8 @@ pub async fn load(store: &Store) -> Result<Exposure, StoreError> {
 }
 
 impl Vulns {
-    pub fn new(exposure: Exposure) -> Self {
-        Self { state: RwLock::new(exposure), writer: Mutex::new(()) }
+    pub fn new(exposure: Exposure, cpe_matching: bool) -> Self {
+        Self { state: RwLock::new(exposure), writer: Mutex::new(()), cpe_matching }
     }
 
     /// Read access for queries.
@@ -547,7 +551,7 @@ pub async fn import(state: &AppState, uploads: Vec<Upload>, ctx: AuditContext) -
         }
         Err(e) => {
             // The index took documents the store refused: rebuild it from the store.
-            match load(&state.store).await {
+            match load(&state.store, state.vulns.cpe_matching).await {
                 Ok(fresh) => *exposure = fresh,
                 Err(reload) => tracing::error!(error = %reload, "cannot rebuild the exposure index"),
             }
