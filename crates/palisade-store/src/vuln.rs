@@ -202,6 +202,18 @@ pub async fn import<D: Db>(db: &mut D, imp: &NewImport, ctx: &AuditContext) -> R
         )
         .await?;
     }
+    let mut alert_ids = Vec::new();
+    for raise in &imp.alerts {
+        let raised = alerts::raise(db, raise).await?;
+        if raised.opened {
+            alert_ids.push(raised.alert.id);
+        }
+    }
+    // The report says how many alerts opened (a repeat of an alert still open is only counted there).
+    let mut report = imp.report.clone();
+    if let Some(obj) = report.as_object_mut() {
+        obj.insert("alerts_raised".into(), json!(alert_ids.len()));
+    }
     let actor = ctx.actor.id();
     db.exec(
         "INSERT INTO advisory_imports (id, actor, files, documents, report, at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -210,18 +222,11 @@ pub async fn import<D: Db>(db: &mut D, imp: &NewImport, ctx: &AuditContext) -> R
             &actor,
             i64::try_from(imp.files.len()).unwrap_or(i64::MAX),
             i64::try_from(imp.docs.len()).unwrap_or(i64::MAX),
-            imp.report.to_string(),
+            report.to_string(),
             ctx.at_ms
         ],
     )
     .await?;
-    let mut alert_ids = Vec::new();
-    for raise in &imp.alerts {
-        let raised = alerts::raise(db, raise).await?;
-        if raised.opened {
-            alert_ids.push(raised.alert.id);
-        }
-    }
     let sample: Vec<&str> = imp.docs.iter().map(|d| d.key.as_str()).take(50).collect();
     audit::append(
         db,

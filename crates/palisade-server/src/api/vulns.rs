@@ -213,9 +213,9 @@ pub async fn get_import(
 #[serde(deny_unknown_fields)]
 pub struct DevicesQuery {
     /// Devices to skip (default 0).
-    offset: Option<usize>,
+    pub offset: Option<usize>,
     /// 0 to 1000 device ids (default 100).
-    limit: Option<usize>,
+    pub limit: Option<usize>,
 }
 
 /// An affected firmware build.
@@ -454,7 +454,7 @@ pub async fn device_findings(
 #[serde(deny_unknown_fields)]
 pub struct RankQuery {
     /// How many vulnerabilities, 1 to 1000 (default 50).
-    top: Option<usize>,
+    pub top: Option<usize>,
 }
 
 /// A vulnerability's weight in the fleet.

@@ -16,6 +16,7 @@ pub mod devices;
 pub mod overview;
 pub mod plot;
 pub mod view;
+pub mod vulns;
 
 use axum::Router;
 use axum::body::Body;
@@ -65,7 +66,7 @@ fn lookup(method: &Method, route: &str) -> Option<Policy> {
 
 /// Every page's policy: this module's and each page module's.
 fn all_pages() -> impl Iterator<Item = &'static (&'static str, &'static str, Policy)> {
-    PAGES.iter().chain(devices::PAGES).chain(alerts::PAGES).chain(audit::PAGES).chain(admin::PAGES)
+    PAGES.iter().chain(devices::PAGES).chain(alerts::PAGES).chain(audit::PAGES).chain(admin::PAGES).chain(vulns::PAGES)
 }
 
 /// The console's routes (merged into the console listener's router).
@@ -84,6 +85,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(alerts::routes())
         .merge(audit::routes())
         .merge(admin::routes())
+        .merge(vulns::routes())
         .layer(middleware::from_fn_with_state(state, guard))
 }
 
@@ -195,6 +197,7 @@ pub const NAV: &[(&str, &str, &str, Option<Permission>)] = &[
     ("devices", "Devices", "/ui/devices", Some(DevicesRead)),
     ("alerts", "Alerts", "/ui/alerts", Some(AlertsRead)),
     ("profiles", "Profiles", "/ui/profiles", Some(RulesManage)),
+    ("vulnerabilities", "Vulnerabilities", "/ui/vulnerabilities", Some(AlertsRead)),
     ("audit", "Audit log", "/ui/audit", Some(AuditRead)),
     ("pki", "PKI", "/ui/pki", Some(PkiRevoke)),
     ("firmware", "Firmware", "/ui/firmware", Some(FirmwarePublish)),

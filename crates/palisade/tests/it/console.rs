@@ -276,7 +276,7 @@ async fn a_technician_neither_sees_nor_reaches_pki_firmware_network_or_user_page
     }
     pages.sort();
     assert_eq!(pages, ["devices", "keys", "overview"], "the technician's navigation");
-    for hidden in ["pki", "firmware", "network", "users", "audit", "alerts", "profiles"] {
+    for hidden in ["pki", "firmware", "network", "users", "audit", "alerts", "profiles", "vulnerabilities"] {
         assert!(b.try_find(&format!("a[href='/ui/{hidden}']")).await.is_none(), "a link to {hidden}");
         ui.open(&format!("/ui/{hidden}")).await;
         let text = b.find("#error-page").await.text().await;
@@ -288,6 +288,49 @@ async fn a_technician_neither_sees_nor_reaches_pki_firmware_network_or_user_page
     ui.open(&format!("/ui/devices/{id}")).await;
     b.find("#device-state").await;
     assert!(b.try_find("#quarantine").await.is_none(), "a technician was offered quarantine");
+    b.quit().await;
+}
+
+#[tokio::test]
+async fn an_operator_finds_which_devices_a_cve_touches_and_the_firmware_that_fixes_them() {
+    let s = Server::start().await;
+    let admin = s.api_key("admin");
+    let tmp = tempfile::tempdir().unwrap();
+    let fleet = crate::vulns::seeded(&s, &admin, tmp.path()).await;
+    let (_, initial) = user(&s, &admin, "olga", "operator").await;
+    let b = Browser::start().await;
+    let ui = Ui { b: &b, s: &s };
+    first_sign_in(&ui, "olga", &initial).await;
+    ui.wait_path("/ui/").await;
+    b.find("#nav a[data-page=vulnerabilities]").await.click().await;
+    ui.wait_path("/ui/vulnerabilities").await;
+    ui.own_host_only().await;
+    let first = b.find("#ranked tbody tr").await;
+    assert_eq!(first.attr("data-vulnerability").await.as_deref(), Some("CVE-2021-44228"));
+    assert_eq!(b.find("#devices-covered").await.text().await, "4");
+    assert_eq!(b.find("#devices-uncovered").await.text().await, "1");
+    assert_eq!(b.find_all("#imports tbody tr").await.len(), 1);
+    assert_eq!(b.find("#imports tbody tr td:last-child").await.text().await, "2", "alerts raised by the import");
+    ui.shot("vulnerabilities.png").await;
+
+    // Looked up by its GHSA alias: the CVE's page, counts, the firmware that fixes it.
+    ui.fill("#vuln-id", "GHSA-jfh8-c2jp-5v3q").await;
+    b.find("#vuln-search-submit").await.click().await;
+    ui.wait_path("/ui/vulnerabilities/GHSA").await;
+    assert!(b.find("#vulnerability-id").await.text().await.starts_with("CVE-2021-44228"));
+    assert_eq!(b.find("#devices-total").await.text().await, "3");
+    let critical = b.find("#by-criticality tr[data-criticality=critical] td.num").await.text().await;
+    assert_eq!(critical, "1");
+    assert_eq!(b.find("#builds .fixing-firmware").await.text().await, "meter-3-2.0.0");
+    let devices = b.find_all("#affected-devices a").await;
+    assert_eq!(devices.len(), 3);
+    ui.shot("vulnerability.png").await;
+    b.find(&format!("#affected-devices a[href='/ui/devices/{}']", fleet.critical)).await.click().await;
+    ui.wait_path(&format!("/ui/devices/{}", fleet.critical)).await;
+    b.find("#device-state").await;
+
+    ui.open("/ui/vulnerabilities/CVE-1999-0001").await;
+    assert!(b.find("#error-page").await.text().await.contains("404"));
     b.quit().await;
 }
 

@@ -16,7 +16,7 @@ use crate::common::{BIN, Backend, Server, device};
 
 const MODEL: &str = "meter-3";
 
-fn zip_of(files: &[(&str, Value)]) -> Vec<u8> {
+pub(crate) fn zip_of(files: &[(&str, Value)]) -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
     {
         let mut zip = zip::ZipWriter::new(&mut out);
@@ -118,8 +118,8 @@ fn requests_advisory() -> Value {
     })
 }
 
-struct Fleet {
-    critical: String,
+pub(crate) struct Fleet {
+    pub critical: String,
     high: String,
     low: String,
     new: String,
@@ -225,6 +225,21 @@ async fn until_total(s: &Server, key: &str, id: &str, n: u64) -> Value {
     }
 }
 
+/// A fleet on two builds of the meter (and a camera without SBOM), both SBOMs, fixed firmware
+/// in the catalogue and the advisories imported: for pages that show the result.
+pub(crate) async fn seeded(s: &Server, admin: &str, tmp: &Path) -> Fleet {
+    let f = fleet(s, admin).await;
+    publish_fixed_firmware(s, admin, tmp);
+    for (version, sbom) in [("1.4.2", sbom_old()), ("2.0.0", sbom_new())] {
+        let path = format!("/api/v1/firmware/{MODEL}/{version}/sbom");
+        let r = put_raw(s, &path, admin, "application/json", sbom.to_string().into()).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let r = post_raw(s, "/api/v1/advisories", admin, "application/zip", zip_of(&advisories())).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    f
+}
+
 async fn exposure_end_to_end(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
@@ -274,6 +289,8 @@ async fn exposure_end_to_end(backend: Backend) {
     assert_eq!((report["files"].as_u64(), report["documents"].as_u64()), (Some(4), Some(4)), "{report}");
     // The critical device on 1.4.2 is newly exposed to Log4Shell and to the x/net flaw.
     assert_eq!(report["alerts_raised"], 2, "{report}");
+    let stored = s.client.get(&format!("/api/v1/advisories/imports/{}", report["id"].as_str().unwrap()), &admin).await;
+    assert_eq!(stored.json()["report"]["alerts_raised"], 2, "{}", stored.text());
     let log4j = report["vulnerabilities"].as_array().unwrap().iter().find(|v| v["id"] == "CVE-2021-44228").unwrap();
     assert_eq!(
         (log4j["devices_newly_affected"].as_u64(), log4j["critical_devices_newly_affected"].as_u64()),
