@@ -156,7 +156,8 @@ pub async fn start(config: Config) -> Result<Running, BootstrapError> {
     let auth = auth::Auth::new(config.auth.clone()).map_err(|e| BootstrapError::Refused(e.to_string()))?;
     let (detector, detect_inputs) = detect::Detector::new();
     let cpe_matching = config.vulnerabilities.cpe_matching;
-    let exposure = vuln::load(&store, cpe_matching).await.map_err(|e| BootstrapError::Refused(format!("exposure index: {e}")))?;
+    let exposure =
+        vuln::load(&store, cpe_matching).await.map_err(|e| BootstrapError::Refused(format!("exposure index: {e}")))?;
     let state = Arc::new(App {
         store: store.clone(),
         metrics,
