@@ -52,6 +52,9 @@ pub struct Vulns {
     writer: Mutex<()>,
     /// `vulnerabilities.cpe_matching`: how the index is built.
     cpe_matching: bool,
+    /// Held while device changes are drained and applied, so that whoever catches up sees
+    /// every change committed before it asked (none is in flight elsewhere).
+    refreshing: Mutex<()>,
 }
 
 /// What the index answers from.
@@ -201,12 +204,29 @@ pub async fn load(store: &Store, cpe_matching: bool) -> Result<Exposure, StoreEr
 
 impl Vulns {
     pub fn new(exposure: Exposure, cpe_matching: bool) -> Self {
-        Self { state: RwLock::new(exposure), writer: Mutex::new(()), cpe_matching }
+        Self { state: RwLock::new(exposure), writer: Mutex::new(()), cpe_matching, refreshing: Mutex::new(()) }
     }
 
-    /// Read access for queries.
-    pub async fn read(&self) -> tokio::sync::RwLockReadGuard<'_, Exposure> {
+    /// Read access for queries, after applying the device changes committed so far (a device
+    /// changed through the API is where it belongs by the time the caller asks).
+    pub async fn read(&self, store: &Store) -> tokio::sync::RwLockReadGuard<'_, Exposure> {
+        let _ = self.catch_up(store).await;
         self.state.read().await
+    }
+
+    /// Applies every device change committed so far. A failure is logged and the whole fleet
+    /// re-read later (by [`run`]); the index stays as it was meanwhile.
+    pub async fn catch_up(&self, store: &Store) -> bool {
+        let _refreshing = self.refreshing.lock().await;
+        let hub = store.device_changes();
+        while let Some(changed) = hub.drain() {
+            if let Err(e) = self.refresh(store, changed).await {
+                tracing::error!(error = %e, "cannot refresh the exposure index; re-reading the whole fleet next");
+                hub.mark_all();
+                return false;
+            }
+        }
+        true
     }
 
     /// Re-reads devices the store marked as changed.
@@ -247,14 +267,12 @@ impl Vulns {
 pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     let hub = state.store.device_changes();
     loop {
-        let changed = tokio::select! {
+        tokio::select! {
             _ = shutdown.changed() => return,
-            changed = hub.next() => changed,
-        };
-        if let Err(e) = state.vulns.refresh(&state.store, changed).await {
-            tracing::error!(error = %e, "cannot refresh the exposure index; re-reading the whole fleet next");
-            hub.mark_all();
-            // Give a failing store a moment before the next attempt.
+            () = hub.wait() => {}
+        }
+        if !state.vulns.catch_up(&state.store).await {
+            // The refresh failed and asked for everything again: give a failing store a moment.
             tokio::select! {
                 _ = shutdown.changed() => return,
                 () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
@@ -303,6 +321,7 @@ pub async fn put_sbom(
     let format = sbom.format.clone();
     let components = sbom.components.len();
     let _writer = state.vulns.writer.lock().await;
+    let _ = state.vulns.catch_up(&state.store).await;
     let stored = palisade_store::vuln::Sbom {
         model: model.to_owned(),
         version: version.to_owned(),
@@ -435,6 +454,7 @@ pub async fn import(state: &AppState, uploads: Vec<Upload>, ctx: AuditContext) -
     };
 
     let _writer = state.vulns.writer.lock().await;
+    let _ = state.vulns.catch_up(&state.store).await;
     let mut exposure = state.vulns.state.write().await;
     let mut vulns: BTreeMap<String, VulnReport> = BTreeMap::new();
     let mut bad_bounds = Vec::new();
@@ -470,17 +490,22 @@ pub async fn import(state: &AppState, uploads: Vec<Upload>, ctx: AuditContext) -
         let mut newly_critical = 0usize;
         for build in &became {
             newly += exposure.index.build_device_count(*build);
+            let critical = exposure.index.build_criticality_count(*build, "critical");
+            newly_critical += critical;
+            // One alert per newly exposed critical device, up to the cap; the rest are counted,
+            // never walked (a fleet of millions must not be scanned on import).
+            let room = MAX_ALERTS_PER_IMPORT.saturating_sub(alerts.len());
+            if room == 0 {
+                alerts_not_raised += critical;
+                continue;
+            }
             let label = exposure.index.build(*build).map(|b| format!("{} {}", b.model, b.version)).unwrap_or_default();
-            for (device, class) in exposure.index.devices_on(*build) {
-                if !class.criticality.eq_ignore_ascii_case("critical") {
-                    continue;
-                }
-                newly_critical += 1;
-                if alerts.len() >= MAX_ALERTS_PER_IMPORT {
-                    alerts_not_raised += 1;
-                    continue;
-                }
-                let score = cvss.map_or_else(|| "unscored".to_owned(), |s| format!("CVSS {s:.1}"));
+            let score = cvss.map_or_else(|| "unscored".to_owned(), |s| format!("CVSS {s:.1}"));
+            let mut raised_here = 0usize;
+            for (device, class) in
+                exposure.index.devices_on(*build).filter(|(_, c)| c.criticality == "critical").take(room)
+            {
+                raised_here += 1;
                 alerts.push(Raise {
                     device_id: device.to_owned(),
                     group: Some(class.group.clone()).filter(|g| !g.is_empty()),
@@ -493,6 +518,7 @@ pub async fn import(state: &AppState, uploads: Vec<Upload>, ctx: AuditContext) -
                     at_ms: ctx.at_ms,
                 });
             }
+            alerts_not_raised += critical.saturating_sub(raised_here);
         }
         let mut affected_builds = Vec::new();
         for build in &became {

@@ -83,6 +83,17 @@ impl DeviceChanges {
             self.notify.notified().await;
         }
     }
+
+    /// Waits until something is marked, without taking it (for a consumer that drains under a
+    /// lock of its own).
+    pub async fn wait(&self) {
+        loop {
+            if self.marks.lock().is_ok_and(|m| m.overflow || !m.ids.is_empty()) {
+                return;
+            }
+            self.notify.notified().await;
+        }
+    }
 }
 
 #[cfg(test)]

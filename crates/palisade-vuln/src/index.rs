@@ -866,6 +866,11 @@ impl Index {
         self.entry(build).map_or(0, |entry| entry.counts.total)
     }
 
+    /// How many devices of a criticality are on a build.
+    pub fn build_criticality_count(&self, build: BuildId, criticality: &str) -> usize {
+        self.entry(build).and_then(|entry| entry.counts.by_criticality.get(criticality)).copied().unwrap_or(0)
+    }
+
     /// Every build with its handle.
     pub fn builds(&self) -> impl Iterator<Item = (BuildId, &Build)> {
         self.builds.iter().enumerate().map(|(i, entry)| (BuildId(u32::try_from(i).unwrap_or(u32::MAX)), &entry.build))
