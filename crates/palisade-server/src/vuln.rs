@@ -188,10 +188,7 @@ pub async fn load(store: &Store, cpe_matching: bool) -> Result<Exposure, StoreEr
             Err(e) => tracing::error!(file = %source.name, error = %e, "a stored advisory file no longer parses"),
         }
     }
-    let fleet = store.indexed_fleet().await?;
-    for device in &fleet {
-        exposure.apply(device);
-    }
+    for_each_device(store, |device| exposure.apply(device)).await?;
     tracing::info!(
         sboms = exposure.sboms.len(),
         documents,
@@ -200,6 +197,24 @@ pub async fn load(store: &Store, cpe_matching: bool) -> Result<Exposure, StoreEr
         "exposure index loaded"
     );
     Ok(exposure)
+}
+
+/// Devices read per page when the whole fleet is read.
+const FLEET_PAGE: i64 = 20_000;
+
+/// Calls `f` on every device of the store, reading the fleet page by page in id order.
+async fn for_each_device(store: &Store, mut f: impl FnMut(&IndexedDevice)) -> Result<(), StoreError> {
+    let mut after = String::new();
+    loop {
+        let page = store.indexed_fleet_page(&after, FLEET_PAGE).await?;
+        for device in &page {
+            f(device);
+        }
+        match page.last() {
+            Some(last) if page.len() as i64 == FLEET_PAGE => after.clone_from(&last.id),
+            _ => return Ok(()),
+        }
+    }
 }
 
 impl Vulns {
@@ -245,7 +260,9 @@ impl Vulns {
                 }
             }
             Changed::All => {
-                let fleet = store.indexed_fleet().await?;
+                // Read the fleet first (page by page), then apply it under the lock at once.
+                let mut fleet = Vec::new();
+                for_each_device(store, |device| fleet.push(device.clone())).await?;
                 let present: HashSet<&str> = fleet.iter().map(|d| d.id.as_str()).collect();
                 let mut state = self.state.write().await;
                 let gone: Vec<String> =

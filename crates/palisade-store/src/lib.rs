@@ -1231,9 +1231,9 @@ impl Store {
         read_op!(self, "vuln.import_get", |c| vuln::import_record_of(c, id).await)
     }
 
-    /// Every device as the exposure index sees it.
-    pub async fn indexed_fleet(&self) -> Result<Vec<vuln::IndexedDevice>, StoreError> {
-        read_op!(self, "vuln.fleet", |c| vuln::fleet(c).await)
+    /// A page of devices as the exposure index sees it, in id order after `after`.
+    pub async fn indexed_fleet_page(&self, after: &str, limit: i64) -> Result<Vec<vuln::IndexedDevice>, StoreError> {
+        read_op!(self, "vuln.fleet", |c| vuln::fleet_page(c, after, limit).await)
     }
 
     pub async fn indexed_devices(&self, ids: Vec<String>) -> Result<Vec<vuln::IndexedDevice>, StoreError> {

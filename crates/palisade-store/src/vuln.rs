@@ -315,9 +315,10 @@ fn indexed(r: &crate::sql::Row) -> Result<IndexedDevice, StoreError> {
     })
 }
 
-/// Every device, as the index sees it (start-up).
-pub async fn fleet<D: Db>(db: &mut D) -> Result<Vec<IndexedDevice>, StoreError> {
-    let rows = db.query(INDEXED, vec![]).await?;
+/// A page of the fleet as the index sees it, in id order after `after` (start-up reads the
+/// fleet page by page, so a million devices never sit in memory as rows at once).
+pub async fn fleet_page<D: Db>(db: &mut D, after: &str, limit: i64) -> Result<Vec<IndexedDevice>, StoreError> {
+    let rows = db.query(&format!("{INDEXED} WHERE id > $1 ORDER BY id LIMIT $2"), args![after, limit]).await?;
     rows.iter().map(indexed).collect()
 }
 
