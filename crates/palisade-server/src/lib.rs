@@ -156,8 +156,6 @@ pub async fn start(config: Config) -> Result<Running, BootstrapError> {
     let auth = auth::Auth::new(config.auth.clone()).map_err(|e| BootstrapError::Refused(e.to_string()))?;
     let (detector, detect_inputs) = detect::Detector::new();
     let cpe_matching = config.vulnerabilities.cpe_matching;
-    let exposure =
-        vuln::load(&store, cpe_matching).await.map_err(|e| BootstrapError::Refused(format!("exposure index: {e}")))?;
     let state = Arc::new(App {
         store: store.clone(),
         metrics,
@@ -173,7 +171,7 @@ pub async fn start(config: Config) -> Result<Running, BootstrapError> {
         openapi: api::openapi_json(),
         firmware: firmware::Firmware::default(),
         rollouts: rollout::Engine::default(),
-        vulns: vuln::Vulns::new(exposure, cpe_matching),
+        vulns: vuln::Vulns::new(cpe_matching),
     });
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = detect::start(state.clone(), detect_inputs, rx.clone())

@@ -45,7 +45,7 @@ const MAX_NAME: usize = 128;
 const MAX_LISTED_ERRORS: usize = 20;
 
 /// The exposure index and what is known of the builds' SBOMs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Vulns {
     state: RwLock<Exposure>,
     /// Serialises writers, so the store and the index take changes in the same order.
@@ -55,6 +55,8 @@ pub struct Vulns {
     /// Held while device changes are drained and applied, so that whoever catches up sees
     /// every change committed before it asked (none is in flight elsewhere).
     refreshing: Mutex<()>,
+    /// True once [`run`] has loaded the index from the store; until then exposure requests wait.
+    ready: watch::Sender<bool>,
 }
 
 /// What the index answers from.
@@ -83,9 +85,14 @@ pub enum VulnError {
     Sbom(#[from] SbomError),
     #[error("{}", describe_files(.0))]
     Advisories(Vec<(String, String)>),
+    #[error("the exposure index is still loading after a restart; try again in a few seconds")]
+    Loading,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// How long an exposure request waits for the index to finish loading before it is refused.
+pub const LOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn describe_files(errors: &[(String, String)]) -> String {
     let listed: Vec<String> =
@@ -218,15 +225,33 @@ async fn for_each_device(store: &Store, mut f: impl FnMut(&IndexedDevice)) -> Re
 }
 
 impl Vulns {
-    pub fn new(exposure: Exposure, cpe_matching: bool) -> Self {
-        Self { state: RwLock::new(exposure), writer: Mutex::new(()), cpe_matching, refreshing: Mutex::new(()) }
+    /// An empty index, not ready: [`run`] loads it from the store once the server listens.
+    pub fn new(cpe_matching: bool) -> Self {
+        Self {
+            state: RwLock::new(Exposure::default()),
+            writer: Mutex::new(()),
+            cpe_matching,
+            refreshing: Mutex::new(()),
+            ready: watch::Sender::new(false),
+        }
     }
 
-    /// Read access for queries, after applying the device changes committed so far (a device
-    /// changed through the API is where it belongs by the time the caller asks).
-    pub async fn read(&self, store: &Store) -> tokio::sync::RwLockReadGuard<'_, Exposure> {
+    /// Waits (up to [`LOAD_WAIT`]) until the index is loaded.
+    async fn loaded(&self) -> Result<(), VulnError> {
+        let mut ready = self.ready.subscribe();
+        match tokio::time::timeout(LOAD_WAIT, ready.wait_for(|r| *r)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(VulnError::Loading),
+        }
+    }
+
+    /// Read access for queries once the index is loaded, after applying the device changes
+    /// committed so far (a device changed through the API is where it belongs by the time the
+    /// caller asks).
+    pub async fn read(&self, store: &Store) -> Result<tokio::sync::RwLockReadGuard<'_, Exposure>, VulnError> {
+        self.loaded().await?;
         let _ = self.catch_up(store).await;
-        self.state.read().await
+        Ok(self.state.read().await)
     }
 
     /// Applies every device change committed so far. A failure is logged and the whole fleet
@@ -280,9 +305,26 @@ impl Vulns {
     }
 }
 
-/// Keeps the index's devices equal to the store's until shutdown.
+/// Loads the index from the store (the server already listens meanwhile; exposure requests
+/// wait), then keeps its devices equal to the store's until shutdown.
 pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     let hub = state.store.device_changes();
+    loop {
+        match load(&state.store, state.vulns.cpe_matching).await {
+            Ok(exposure) => {
+                *state.vulns.state.write().await = exposure;
+                state.vulns.ready.send_replace(true);
+                break;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot load the exposure index; trying again in 5 s");
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                }
+            }
+        }
+    }
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
@@ -338,6 +380,7 @@ pub async fn put_sbom(
     let format = sbom.format.clone();
     let components = sbom.components.len();
     let _writer = state.vulns.writer.lock().await;
+    state.vulns.loaded().await?;
     let _ = state.vulns.catch_up(&state.store).await;
     let stored = palisade_store::vuln::Sbom {
         model: model.to_owned(),
@@ -471,6 +514,7 @@ pub async fn import(state: &AppState, uploads: Vec<Upload>, ctx: AuditContext) -
     };
 
     let _writer = state.vulns.writer.lock().await;
+    state.vulns.loaded().await?;
     let _ = state.vulns.catch_up(&state.store).await;
     let mut exposure = state.vulns.state.write().await;
     let mut vulns: BTreeMap<String, VulnReport> = BTreeMap::new();

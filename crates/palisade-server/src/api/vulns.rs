@@ -29,6 +29,7 @@ impl From<VulnError> for ApiError {
             e @ VulnError::Advisories(_) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_advisory", e.to_string())
             }
+            e @ VulnError::Loading => Self::new(StatusCode::SERVICE_UNAVAILABLE, "loading", e.to_string()),
             VulnError::Store(e) => e.into(),
         }
     }
@@ -294,7 +295,7 @@ pub async fn affected(
     let limit = q.limit.unwrap_or(100).min(1000);
     let scopes = caller.authority.scopes_for(Permission::AlertsRead);
     let catalogue = state.store.firmware_catalogue().await?;
-    let exposure = state.vulns.read(&state.store).await;
+    let exposure = state.vulns.read(&state.store).await?;
     let Some(e) = exposure.index.affected(&id) else {
         return Err(ApiError::not_found(format!("no imported advisory names {id}")));
     };
@@ -418,7 +419,7 @@ pub async fn device_findings(
         return Err(ApiError::not_found(format!("device {id} not found")));
     }
     let catalogue = state.store.firmware_catalogue().await?;
-    let exposure = state.vulns.read(&state.store).await;
+    let exposure = state.vulns.read(&state.store).await?;
     let build = exposure.index.device(id.as_str()).map(|(b, _)| b);
     let findings: Vec<Finding> = exposure.index.device_findings(id.as_str());
     let findings = findings
@@ -490,7 +491,7 @@ pub async fn fleet(
 ) -> Result<Json<FleetExposureView>, ApiError> {
     require_everywhere(&caller, Permission::AlertsRead, "rank the whole fleet's exposure")?;
     let top = q.top.unwrap_or(50).clamp(1, 1000);
-    let exposure = state.vulns.read(&state.store).await;
+    let exposure = state.vulns.read(&state.store).await?;
     let vulnerabilities = exposure
         .index
         .fleet_exposure(top)
