@@ -124,6 +124,18 @@ pub async fn put_sbom<D: Db>(db: &mut D, sbom: &Sbom, ctx: &AuditContext) -> Res
     Ok(old.is_some())
 }
 
+fn sbom_row(r: &crate::sql::Row) -> Result<Sbom, StoreError> {
+    Ok(Sbom {
+        model: r.text(0)?,
+        version: r.text(1)?,
+        format: r.text(2)?,
+        components: r.int(3)?,
+        sha256: r.text(4)?,
+        body: r.blob(5)?,
+        uploaded_ms: r.int(6)?,
+    })
+}
+
 /// Every SBOM with its body (start-up).
 pub async fn sboms<D: Db>(db: &mut D) -> Result<Vec<Sbom>, StoreError> {
     let rows = db
@@ -133,19 +145,7 @@ pub async fn sboms<D: Db>(db: &mut D) -> Result<Vec<Sbom>, StoreError> {
             vec![],
         )
         .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Sbom {
-                model: r.text(0)?,
-                version: r.text(1)?,
-                format: r.text(2)?,
-                components: r.int(3)?,
-                sha256: r.text(4)?,
-                body: r.blob(5)?,
-                uploaded_ms: r.int(6)?,
-            })
-        })
-        .collect()
+    rows.iter().map(sbom_row).collect()
 }
 
 /// One build's SBOM.
@@ -157,18 +157,7 @@ pub async fn sbom<D: Db>(db: &mut D, model: &str, version: &str) -> Result<Optio
             args![model, version],
         )
         .await?;
-    row.map(|r| {
-        Ok(Sbom {
-            model: r.text(0)?,
-            version: r.text(1)?,
-            format: r.text(2)?,
-            components: r.int(3)?,
-            sha256: r.text(4)?,
-            body: r.blob(5)?,
-            uploaded_ms: r.int(6)?,
-        })
-    })
-    .transpose()
+    row.as_ref().map(sbom_row).transpose()
 }
 
 /// Writes an import: new files, the documents' current sources, the report, the alerts and
