@@ -246,6 +246,25 @@ pub struct SuppressedView {
     pub justification: Option<String>,
 }
 
+/// A VEX statement about one product (a purl or CPE when the document gives one).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatementView {
+    pub product: String,
+    pub status: String,
+    pub justification: Option<String>,
+}
+
+fn statement(product: String, status: palisade_vuln::advisory::VexStatus) -> StatementView {
+    use palisade_vuln::advisory::VexStatus;
+    let (status, justification) = match status {
+        VexStatus::NotAffected { justification } => ("not_affected", justification),
+        VexStatus::Affected => ("affected", None),
+        VexStatus::Fixed => ("fixed", None),
+        VexStatus::UnderInvestigation => ("under_investigation", None),
+    };
+    StatementView { product, status: status.to_owned(), justification }
+}
+
 /// Which devices a vulnerability touches.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AffectedView {
@@ -261,6 +280,9 @@ pub struct AffectedView {
     pub by_group: BTreeMap<String, usize>,
     pub builds: Vec<AffectedBuildView>,
     pub suppressed: Vec<SuppressedView>,
+    /// What VEX documents (CycloneDX, CSAF) say about products: `not_affected`, `affected`,
+    /// `fixed`, `under_investigation`.
+    pub statements: Vec<StatementView>,
     /// `ecosystem`, `generic` (version order of an unknown ecosystem) or `cpe` (lower confidence).
     pub confidence: Option<String>,
     /// A page of affected device ids, in build then id order.
@@ -313,6 +335,7 @@ pub async fn affected(
             .into_iter()
             .map(|(component, justification)| SuppressedView { component, justification })
             .collect(),
+        statements: e.statements.into_iter().map(|(product, status)| statement(product, status)).collect(),
         confidence: e.confidence.map(confidence),
         devices: Vec::new(),
         next_offset: None,

@@ -97,6 +97,16 @@ fn advisories() -> Vec<(&'static str, Value)> {
             }),
         ),
         (
+            "csaf/acme-vex-7.json",
+            json!({
+                "document": {"category": "csaf_vex", "csaf_version": "2.0", "title": "meter-3 and Log4Shell",
+                             "tracking": {"id": "ACME-VEX-7", "current_release_date": "2024-01-02T00:00:00Z"}},
+                "product_tree": {"full_product_names": [{"product_id": "P1", "name": "log4j-core in meter-3 1.4.2",
+                    "product_identification_helper": {"purl": "pkg:maven/org.apache.logging.log4j/log4j-core@2.14.1"}}]},
+                "vulnerabilities": [{"cve": "CVE-2021-44228", "product_status": {"under_investigation": ["P1"]}}]
+            }),
+        ),
+        (
             "vex/lodash.cdx.json",
             json!({
                 "bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1,
@@ -279,7 +289,7 @@ async fn exposure_end_to_end(backend: Backend) {
     let r = post_raw(&s, "/api/v1/advisories?name=feed.zip", &admin, "application/zip", zip.clone()).await;
     assert_eq!(r.status, 201, "{}", r.text());
     let report = r.json();
-    assert_eq!((report["files"].as_u64(), report["documents"].as_u64()), (Some(4), Some(4)), "{report}");
+    assert_eq!((report["files"].as_u64(), report["documents"].as_u64()), (Some(5), Some(5)), "{report}");
     // The critical device on 1.4.2 is newly exposed to Log4Shell and to the x/net flaw.
     assert_eq!(report["alerts_raised"], 2, "{report}");
     let stored = s.client.get(&format!("/api/v1/advisories/imports/{}", report["id"].as_str().unwrap()), &admin).await;
@@ -307,6 +317,12 @@ async fn exposure_end_to_end(backend: Backend) {
     want.sort_unstable();
     assert_eq!(ids, want);
     assert_eq!(affected(&s, &admin, "ghsa-jfh8-c2jp-5v3q").await["vulnerability"], "CVE-2021-44228");
+    // The vendor's CSAF VEX is tracked: still under investigation, so still counted.
+    assert_eq!(
+        v["statements"],
+        json!([{"product": "pkg:maven/org.apache.logging.log4j/log4j-core@2.14.1", "status": "under_investigation", "justification": null}]),
+        "{v}"
+    );
     let page = s.client.get("/api/v1/vulnerabilities/CVE-2021-44228/devices?offset=1&limit=1", &admin).await.json();
     assert_eq!((page["devices"].as_array().map(Vec::len), page["next_offset"].as_u64()), (Some(1), Some(2)));
 
