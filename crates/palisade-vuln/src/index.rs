@@ -159,6 +159,8 @@ struct Instance {
     build: BuildId,
     raw: String,
     version: Option<Version>,
+    /// The distribution release of an OS package (`distro` qualifier), normalised.
+    release: Option<Vec<u32>>,
 }
 
 #[derive(Debug)]
@@ -215,6 +217,8 @@ struct Rule {
     /// Every version matches (a CPE statement with `*` or `-` as version).
     any_version: bool,
     cpe: bool,
+    /// The distribution release an OS advisory is scoped to (`Debian:12`, `Alpine:v3.18`).
+    release: Option<Vec<u32>>,
 }
 
 #[derive(Debug)]
@@ -354,6 +358,7 @@ impl Index {
         let mut unparsed = Vec::new();
         for component in &sbom.components {
             let purl = component.purl.as_deref().and_then(|purl| Purl::parse(purl).ok());
+            let release = purl.as_ref().and_then(|p| p.qualifiers.get("distro")).and_then(|d| release(d));
             let (key, ecosystem, name, raw, cpe) = match purl {
                 Some(purl) => {
                     let ecosystem = purl.ecosystem();
@@ -391,7 +396,7 @@ impl Index {
                 cpe,
                 instances: Vec::new(),
             });
-            package.instances.push(Instance { build: id, raw, version });
+            package.instances.push(Instance { build: id, raw, version, release });
             if let Some(name) = name {
                 self.names.entry(name).or_default().insert(key.clone());
             }
@@ -632,7 +637,11 @@ impl Index {
                 ranges.push(ParsedRange { events, limits });
             }
             let versions = affected.versions.iter().filter_map(|raw| parse(raw)).collect();
-            rules.push(Rule { target, ranges, versions, any_version: false, cpe: false });
+            let release = match ecosystem {
+                Ecosystem::Debian | Ecosystem::Alpine => osv_release(&affected.ecosystem),
+                _ => None,
+            };
+            rules.push(Rule { target, ranges, versions, any_version: false, cpe: false, release });
         }
 
         let mut statements = Vec::new();
@@ -653,6 +662,7 @@ impl Index {
                         versions: versions.collect(),
                         any_version: cpe_version.is_none(),
                         cpe: true,
+                        release: None,
                     });
                 }
             }
@@ -723,7 +733,10 @@ impl Index {
             let Some(version) = &instance.version else {
                 continue;
             };
-            let Some((rule, fixed_in)) = rules.iter().find_map(|rule| rule.matches(version).map(|fixed| (rule, fixed)))
+            let Some((rule, fixed_in)) = rules
+                .iter()
+                .filter(|rule| same_release(rule.release.as_deref(), instance.release.as_deref()))
+                .find_map(|rule| rule.matches(version).map(|fixed| (rule, fixed)))
             else {
                 continue;
             };
@@ -1015,6 +1028,45 @@ fn split_cpe(cpe: &str) -> Option<(String, Option<String>)> {
 }
 
 /// An id normalised the way [`alias_set`] normalises them.
+/// A distribution release as numbers: `debian-12`, `bookworm`, `12.4` → [12] / [12, 4];
+/// `alpine-3.18.4`, `v3.18` → [3, 18, 4] / [3, 18]; `ubuntu-22.04` → [22, 4].
+fn release(text: &str) -> Option<Vec<u32>> {
+    let text = text.trim().to_ascii_lowercase();
+    let text = match text.rsplit_once('-') {
+        Some((prefix, rest)) if prefix.chars().all(|c| c.is_ascii_alphabetic()) => rest.to_owned(),
+        _ => text,
+    };
+    let text = match text.as_str() {
+        "stretch" => "9",
+        "buster" => "10",
+        "bullseye" => "11",
+        "bookworm" => "12",
+        "trixie" => "13",
+        other => other,
+    };
+    let text = text.strip_prefix('v').unwrap_or(text);
+    let parts: Option<Vec<u32>> = text.split('.').map(|p| p.parse().ok()).collect();
+    parts.filter(|p| !p.is_empty())
+}
+
+/// The release of an OSV ecosystem with a suffix: `Debian:12` → [12], `Alpine:v3.18` → [3, 18],
+/// `Ubuntu:Pro:22.04:LTS` → [22, 4]; none without one.
+fn osv_release(ecosystem: &str) -> Option<Vec<u32>> {
+    ecosystem.split(':').skip(1).find(|part| part.chars().any(|c| c.is_ascii_digit())).and_then(release)
+}
+
+/// Whether an advisory scoped to one release applies to a package of another: only when
+/// both are known and differ in their first one or two numbers is the answer no.
+fn same_release(rule: Option<&[u32]>, instance: Option<&[u32]>) -> bool {
+    match (rule, instance) {
+        (Some(a), Some(b)) => {
+            let n = a.len().min(b.len()).min(2);
+            a.get(..n) == b.get(..n)
+        }
+        _ => true,
+    }
+}
+
 fn normalise(id: &str) -> String {
     let doc = AdvisoryDoc {
         format: AdvisoryFormat::Osv,

@@ -446,3 +446,36 @@ fn cpe_matching_is_opt_in_and_lower_confidence() {
     assert_eq!(exposure.builds, vec![(build("gw", "1"), None)]);
     assert_eq!(exposure.confidence, Some(Confidence::Cpe));
 }
+
+/// OS advisories are per distribution release (`Debian:12`, `Alpine:v3.18`): a package whose purl
+/// names another release (`distro=debian-11`, `bullseye`, `alpine-3.19.1`) is not matched; one
+/// without a `distro` qualifier still is.
+#[test]
+fn os_advisories_apply_to_their_release_only() {
+    let mut index = Index::new();
+    for (name, purl, version) in [
+        ("deb12", "pkg:deb/debian/openssl@3.0.11-1~deb12u1?arch=armhf&distro=debian-12", "3.0.11-1~deb12u1"),
+        ("bookworm", "pkg:deb/debian/openssl@3.0.9-1?distro=bookworm", "3.0.9-1"),
+        ("deb11", "pkg:deb/debian/openssl@1.1.1n-0+deb11u5?distro=debian-11", "1.1.1n-0+deb11u5"),
+        ("bullseye", "pkg:deb/debian/openssl@1.1.1n-0?distro=bullseye", "1.1.1n-0"),
+        ("unknown", "pkg:deb/debian/openssl@1.1.1n-0", "1.1.1n-0"),
+        ("alpine318", "pkg:apk/alpine/busybox@1.36.1-r2?distro=alpine-3.18.4", "1.36.1-r2"),
+        ("alpine319", "pkg:apk/alpine/busybox@1.36.1-r2?distro=alpine-3.19.1", "1.36.1-r2"),
+    ] {
+        let mut c = component(purl);
+        c.version = Some(version.to_owned());
+        let sbom = Sbom { components: vec![c], ..sbom(&[]) };
+        index.add_sbom(build("m", name), &sbom);
+    }
+    let events = json!([{"introduced": "0"}, {"fixed": "3.0.11-1~deb12u2"}]);
+    index.add_advisory(&osv("DSA-5532-1", "Debian:12", "openssl", "ECOSYSTEM", events));
+    let events = json!([{"introduced": "0"}, {"fixed": "1.36.1-r3"}]);
+    index.add_advisory(&osv("ALPINE-1", "Alpine:v3.18", "busybox", "ECOSYSTEM", events));
+    let names = |id: &str| {
+        let mut names: Vec<String> = index.affected(id).unwrap().builds.into_iter().map(|(b, _)| b.version).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names("DSA-5532-1"), ["bookworm", "deb12", "unknown"]);
+    assert_eq!(names("ALPINE-1"), ["alpine318"]);
+}

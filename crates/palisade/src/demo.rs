@@ -35,6 +35,35 @@ const FLEET: &[Sample] = &[
 const SCENARIO: &str = include_str!("../../../examples/scenarios/demo.toml");
 /// The security profiles that watch the simulated fleet.
 const PROFILES: &str = include_str!("../../../examples/profiles/fleet.toml");
+/// SBOMs of the sample fleet's firmware builds: (model, version, document).
+const SBOMS: &[(&str, &str, &str)] = &[
+    ("meter-3", "1.4.2", include_str!("../../../examples/vuln/sbom-meter-3-1.4.2.cdx.json")),
+    ("meter-3", "1.3.9", include_str!("../../../examples/vuln/sbom-meter-3-1.3.9.cdx.json")),
+    ("gw-100", "1.4.2", include_str!("../../../examples/vuln/sbom-gw-100-1.4.2.spdx.json")),
+];
+/// OSV advisories touching them, imported as one list, then a VEX of the meter's vendor.
+const OSV: &[&str] = &[
+    include_str!("../../../examples/vuln/advisories/GHSA-jfh8-c2jp-5v3q.json"),
+    include_str!("../../../examples/vuln/advisories/DSA-5532-1.json"),
+    include_str!("../../../examples/vuln/advisories/GO-2023-1988.json"),
+    include_str!("../../../examples/vuln/advisories/GHSA-x84v-xcm2-53pg.json"),
+    include_str!("../../../examples/vuln/advisories/GHSA-35jh-r3h4-6jhm.json"),
+];
+const VEX: &str = include_str!("../../../examples/vuln/advisories/meter-3-lodash.vex.cdx.json");
+
+/// Attaches the sample SBOMs and imports the sample advisories, through the API.
+async fn vulnerabilities(url: &str, ca: &std::path::Path, key: &str) -> anyhow::Result<()> {
+    let api = crate::firmware::Api::new(url, ca, key)?;
+    for (model, version, sbom) in SBOMS {
+        let path = format!("/api/v1/firmware/{model}/{version}/sbom");
+        api.call("PUT", &path, "application/json", sbom.as_bytes().to_vec()).await?;
+    }
+    let list = format!("[{}]", OSV.join(","));
+    api.call("POST", "/api/v1/advisories?name=examples/vuln/advisories", "application/json", list.into_bytes()).await?;
+    let vex = "/api/v1/advisories?name=meter-3-lodash.vex.cdx.json";
+    api.call("POST", vex, "application/json", VEX.as_bytes().to_vec()).await?;
+    Ok(())
+}
 
 pub async fn run(mut config: Config, simulated: usize) -> anyhow::Result<ExitCode> {
     let data_dir = config.data_dir.clone().context("demo needs a data directory")?;
@@ -53,7 +82,8 @@ pub async fn run(mut config: Config, simulated: usize) -> anyhow::Result<ExitCod
     println!("{}", crate::listening_line(&running));
     let ctx = || AuditContext { actor: bootstrap::local_actor("demo"), source_ip: None, at_ms: now_ms() };
     let store = &running.store;
-    if store.count_devices().await? == 0 {
+    let fresh = store.count_devices().await? == 0;
+    if fresh {
         for (n, (model, vendor, purpose, group, region, criticality, (lat, lon))) in FLEET.iter().enumerate() {
             let attrs = DeviceAttributes {
                 serial: format!("{}-{:04}", model.to_uppercase(), 1000 + n),
@@ -86,6 +116,9 @@ pub async fn run(mut config: Config, simulated: usize) -> anyhow::Result<ExitCod
         .await?;
     let url = format!("https://localhost:{}", running.console_addr.port());
     let ca = bootstrap::root_ca_path(&data_dir);
+    if fresh {
+        vulnerabilities(&url, &ca, key.key.as_str()).await.context("cannot load the sample SBOMs and advisories")?;
+    }
     if simulated > 0 {
         // The simulated fleet goes through the public interfaces like any other client.
         let scenario = palisade_agent::fleet::Scenario::parse(SCENARIO)?;
@@ -117,7 +150,8 @@ pub async fn run(mut config: Config, simulated: usize) -> anyhow::Result<ExitCod
          (the first sign-in changes it and enrols MFA)\n\n\
          Try:\n  curl --cacert {ca} -H 'Authorization: Bearer {key}' '{url}/api/v1/devices?state=quarantined'\n  \
          curl --cacert {ca} -H 'Authorization: Bearer {key}' '{url}/api/v1/alerts?status=open'\n  \
-         curl --cacert {ca} -H 'Authorization: Bearer {key}' '{url}/api/v1/audit?limit=5'\n\n\
+         curl --cacert {ca} -H 'Authorization: Bearer {key}' '{url}/api/v1/audit?limit=5'\n  \
+         curl --cacert {ca} -H 'Authorization: Bearer {key}' '{url}/api/v1/vulnerabilities/CVE-2021-44228/devices'\n\n\
          {simulated} simulated devices (group \"sim\") report every 10 s; from minute 2 a few of them act out \
          attacks (examples/scenarios/demo.toml).\n\
          Ctrl-C stops the demo.",

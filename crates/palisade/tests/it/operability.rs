@@ -122,6 +122,20 @@ async fn the_demo_serves_a_sample_fleet_and_prints_how_to_reach_it() {
     assert_eq!(sample["items"].as_array().unwrap().len(), 12);
     let q = client.get("/api/v1/devices?state=quarantined", &key).await.json();
     assert_eq!(q["items"].as_array().unwrap().len(), 2);
+    // The sample SBOMs and advisories: Log4Shell on both meter builds, the Debian openssl fix
+    // (`~deb12u1` before `~deb12u2`) on the meter only, lodash suppressed by the vendor's VEX.
+    let log4j = client.get("/api/v1/vulnerabilities/CVE-2021-44228/devices", &key).await.json();
+    assert_eq!(
+        (log4j["devices_total"].as_u64(), log4j["builds"].as_array().map(Vec::len)),
+        (Some(3), Some(2)),
+        "{log4j}"
+    );
+    let openssl = client.get("/api/v1/vulnerabilities/CVE-2023-5363/devices", &key).await.json();
+    assert_eq!(openssl["devices_total"], 2, "{openssl}");
+    let lodash = client.get("/api/v1/vulnerabilities/GHSA-35jh-r3h4-6jhm/devices", &key).await.json();
+    assert_eq!((lodash["devices_total"].as_u64(), lodash["suppressed"].as_array().map(Vec::len)), (Some(0), Some(1)));
+    let fleet = client.get("/api/v1/vulnerabilities", &key).await.json();
+    assert!(fleet["devices_without_sbom"].as_u64().is_some_and(|n| n > 0), "{fleet}");
     // The simulated fleet registers, enrolls over EST and reports over MQTT.
     let mut reporting = 0;
     for _ in 0..300 {
