@@ -23,7 +23,7 @@ use palisade_store::audit::AuditContext;
 use palisade_store::changes::Changed;
 use palisade_store::vuln::{DocRow, IndexedDevice, NewImport, SourceFile};
 use palisade_store::{Store, StoreError};
-use palisade_vuln::advisory::{AdvisoryDoc, AdvisoryError, parse_advisory};
+use palisade_vuln::advisory::{AdvisoryDoc, parse_advisory};
 use palisade_vuln::bundle;
 use palisade_vuln::index::{Build, BuildId, DeviceClass, Index, document_key};
 use palisade_vuln::sbom::{Sbom, SbomError, parse_sbom};
@@ -442,7 +442,7 @@ fn parse_upload(uploads: Vec<Upload>) -> Result<Parsed, VulnError> {
     for file in files {
         match parse_advisory(&file.bytes) {
             Ok(docs) => parsed.push((file, docs)),
-            Err(e) => errors.push((file.name.clone(), describe_advisory_error(&e))),
+            Err(e) => errors.push((file.name.clone(), e.to_string())),
         }
     }
     if !errors.is_empty() {
@@ -452,10 +452,6 @@ fn parse_upload(uploads: Vec<Upload>) -> Result<Parsed, VulnError> {
         return Err(refused("body", "no advisory file found (a zip must hold .json files)"));
     }
     Ok((parsed, skipped))
-}
-
-fn describe_advisory_error(e: &AdvisoryError) -> String {
-    e.to_string()
 }
 
 /// Imports advisory files (each a document, a list, or a zip): all or nothing. Returns the
