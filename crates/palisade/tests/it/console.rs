@@ -328,6 +328,15 @@ async fn an_operator_finds_which_devices_a_cve_touches_and_the_firmware_that_fix
     b.find(&format!("#affected-devices a[href='/ui/devices/{}']", fleet.critical)).await.click().await;
     ui.wait_path(&format!("/ui/devices/{}", fleet.critical)).await;
     b.find("#device-state").await;
+    // The device page lists what its firmware carries, with links back.
+    let rows = b.find_all("#device-vulnerabilities tr[data-vulnerability]").await;
+    let mut ids = Vec::new();
+    for r in &rows {
+        ids.push(r.attr("data-vulnerability").await.unwrap());
+    }
+    assert_eq!(ids, ["CVE-2021-44228", "CVE-2023-3978"], "highest CVSS first");
+    b.execute("document.getElementById('device-vulnerabilities').scrollIntoView()", vec![]).await;
+    ui.shot("device-vulnerabilities.png").await;
 
     ui.open("/ui/vulnerabilities/CVE-1999-0001").await;
     assert!(b.find("#error-page").await.text().await.contains("404"));

@@ -258,7 +258,23 @@ struct DevicePage {
     band_note: String,
     fence_count: usize,
     alerts: Option<Vec<AlertRow>>,
+    /// The vulnerabilities of the device's firmware (for alerts.read holders).
+    vulnerabilities: Option<VulnPanel>,
     audit: Option<Vec<AuditRow>>,
+}
+
+/// What the device's firmware build is known to carry.
+struct VulnPanel {
+    /// Whether the build has an SBOM (no findings without one means "unknown", not "clean").
+    sbom: bool,
+    rows: Vec<VulnRow>,
+}
+
+struct VulnRow {
+    id: String,
+    cvss: String,
+    components: String,
+    fix: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -360,6 +376,34 @@ async fn build(
         alerts = store.alerts(&filter).await?;
         alerts.retain(|a| caller.can_on(Permission::AlertsRead, a.group.as_deref(), None));
     }
+    let vulnerabilities = if may_read_alerts {
+        match crate::api::vulns::device_findings(State(state.clone()), caller.clone(), Path(id.clone())).await {
+            Ok(Json(v)) => Some(VulnPanel {
+                sbom: v.sbom,
+                rows: v
+                    .findings
+                    .into_iter()
+                    .map(|f| VulnRow {
+                        cvss: f.cvss.map_or_else(|| "—".to_owned(), |c| format!("{c:.1}")),
+                        components: f
+                            .components
+                            .iter()
+                            .map(|c| format!("{}@{}", c.component, c.version))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        fix: f.fixing_firmware.map(|fix| fix.target),
+                        id: f.vulnerability,
+                    })
+                    .collect(),
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e.message, "the device page shows no vulnerabilities");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let marks: Vec<(i64, String)> = alerts
         .iter()
         .filter(|a| (from..end).contains(&a.first_ms))
@@ -526,6 +570,7 @@ async fn build(
                 })
                 .collect()
         }),
+        vulnerabilities,
         audit,
         id,
         ctx: ctx.at("devices"),
