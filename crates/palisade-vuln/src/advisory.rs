@@ -38,6 +38,10 @@ pub struct AdvisoryDoc {
     pub withdrawn: bool,
     pub published: Option<String>,
     pub modified: Option<String>,
+    /// The document a statement comes from, when its format names one (CSAF
+    /// `document.tracking.id`, CycloneDX `serialNumber`): two vendors' VEX about one CVE are two
+    /// documents, a re-issue of one replaces it.
+    pub document: Option<String>,
 }
 
 /// One affected package of an OSV advisory.
@@ -222,6 +226,7 @@ fn osv(entry: Obj<'_, '_>) -> Result<AdvisoryDoc, AdvisoryError> {
         withdrawn: entry.opt_text("withdrawn")?.is_some(),
         published: entry.opt_text("published")?.map(str::to_owned),
         modified: entry.opt_text("modified")?.map(str::to_owned),
+        document: None,
     })
 }
 
@@ -342,9 +347,12 @@ fn cyclonedx_vex(doc: Obj<'_, '_>) -> Result<Vec<AdvisoryDoc>, AdvisoryError> {
     }
     let list_path = doc.path_of("vulnerabilities");
     let mut out = Vec::with_capacity(list.len());
+    let serial = doc.opt_text("serialNumber")?.map(str::to_owned);
     for (position, item) in list.iter().enumerate() {
         let path = json::index(&list_path, position);
-        out.push(cyclonedx_vulnerability(Obj::of(item, &path)?, &refs)?);
+        let mut advisory = cyclonedx_vulnerability(Obj::of(item, &path)?, &refs)?;
+        advisory.document.clone_from(&serial);
+        out.push(advisory);
     }
     Ok(out)
 }
@@ -441,6 +449,7 @@ fn cyclonedx_vulnerability(item: Obj<'_, '_>, refs: &HashMap<String, String>) ->
         withdrawn: false,
         published: item.opt_text("published")?.map(str::to_owned),
         modified: item.opt_text("updated")?.map(str::to_owned),
+        document: None,
     })
 }
 
@@ -576,6 +585,7 @@ fn csaf(doc: Obj<'_, '_>) -> Result<Vec<AdvisoryDoc>, AdvisoryError> {
             };
             advisory.id = format!("{tracking_id}#{position}");
         }
+        advisory.document = tracking_id.map(str::to_owned);
         out.push(advisory);
     }
     Ok(out)
@@ -699,5 +709,6 @@ fn csaf_vulnerability(
         withdrawn: false,
         published: item.opt_text("release_date")?.map(str::to_owned),
         modified: modified.map(str::to_owned),
+        document: None,
     })
 }

@@ -126,16 +126,19 @@ pub struct FindingComponent {
     pub confidence: Confidence,
 }
 
-/// The key a document is stored and replaced under: its format and its normalised id, so an
-/// OSV entry and a CSAF statement about the same CVE both count, and a newer copy of either
-/// replaces its older self.
+/// The key a document is stored and replaced under: its format, the document it came from
+/// (CSAF tracking id, CycloneDX serial number) and its normalised id, so an OSV entry and two
+/// vendors' VEX about the same CVE all count, and a newer copy of any replaces its older self.
 pub fn document_key(doc: &AdvisoryDoc) -> String {
     let format = match doc.format {
         AdvisoryFormat::Osv => "osv",
         AdvisoryFormat::CycloneDxVex => "cyclonedx",
         AdvisoryFormat::Csaf => "csaf",
     };
-    format!("{format}:{}", normalise(&doc.id))
+    match &doc.document {
+        Some(document) => format!("{format}:{document}:{}", normalise(&doc.id)),
+        None => format!("{format}:{}", normalise(&doc.id)),
+    }
 }
 
 /// Ranking weight of a criticality: critical 4, high 3, medium 2, low 1, anything else 0.
@@ -1079,6 +1082,7 @@ fn normalise(id: &str) -> String {
         withdrawn: false,
         published: None,
         modified: None,
+        document: None,
     };
     alias_set(&doc).pop().unwrap_or_default()
 }

@@ -248,6 +248,7 @@ fn vex(id: &str, product: &str, status: VexStatus) -> AdvisoryDoc {
         withdrawn: false,
         published: None,
         modified: None,
+        document: None,
     }
 }
 
@@ -478,4 +479,37 @@ fn os_advisories_apply_to_their_release_only() {
     };
     assert_eq!(names("DSA-5532-1"), ["bookworm", "deb12", "unknown"]);
     assert_eq!(names("ALPINE-1"), ["alpine318"]);
+}
+
+/// Two vendors' CSAF VEX about one CVE are two documents: both suppressions hold; a re-issue of
+/// one (same tracking id) replaces only that one.
+#[test]
+fn two_vendors_vex_about_one_cve_both_count() {
+    let (mut index, _) = index_of(&["pkg:npm/a@1.0.0", "pkg:npm/b@1.0.0"]);
+    let advisory = json!({"id": "GHSA-dddd-eeee-ffff", "aliases": ["CVE-2024-1"],
+        "affected": [{"package": {"ecosystem": "npm", "name": "a"}, "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}]}]},
+                     {"package": {"ecosystem": "npm", "name": "b"}, "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}]}]}]});
+    index.add_advisory(&parse_advisory(advisory.to_string().as_bytes()).unwrap().remove(0));
+    let csaf = |vendor: &str, purl: &str, status: &str| {
+        let doc = json!({
+            "document": {"category": "csaf_vex", "csaf_version": "2.0", "tracking": {"id": vendor}},
+            "product_tree": {"full_product_names": [{"product_id": "P", "name": "p",
+                "product_identification_helper": {"purl": purl}}]},
+            "vulnerabilities": [{"cve": "CVE-2024-1", "product_status": {status: ["P"]},
+                "flags": [{"label": "vulnerable_code_not_present", "product_ids": ["P"]}]}]
+        });
+        parse_advisory(doc.to_string().as_bytes()).unwrap().remove(0)
+    };
+    index.add_advisory(&csaf("VENDOR-A-1", "pkg:npm/a@1.0.0", "known_not_affected"));
+    index.add_advisory(&csaf("VENDOR-B-7", "pkg:npm/b@1.0.0", "known_not_affected"));
+    let e = index.affected("CVE-2024-1").unwrap();
+    assert_eq!(e.devices, 0);
+    assert!(e.builds.is_empty(), "both vendors' not_affected hold: {:?}", e.builds);
+    assert_eq!(e.suppressed.len(), 2, "{:?}", e.suppressed);
+    // Vendor B re-issues its document: the product turns out affected after all.
+    index.add_advisory(&csaf("VENDOR-B-7", "pkg:npm/b@1.0.0", "known_affected"));
+    let e = index.affected("CVE-2024-1").unwrap();
+    let builds: Vec<String> = e.builds.into_iter().map(|(b, _)| b.version).collect();
+    assert_eq!(builds, ["pkg:npm/b@1.0.0"]);
+    assert_eq!(e.suppressed.len(), 1);
 }
