@@ -16,7 +16,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use palisade_core::Scope;
 use palisade_core::audit::Actor;
 use palisade_store::alerts::Raise;
 use palisade_store::audit::AuditContext;
@@ -120,13 +119,6 @@ fn class_of(device: &IndexedDevice) -> DeviceClass {
         region: device.region.clone().unwrap_or_default(),
         group: device.group.clone().unwrap_or_default(),
     }
-}
-
-/// Whether a device in this class is inside one of the scopes (`None`: everywhere).
-pub fn in_scope(scopes: Option<&[Scope]>, class: &DeviceClass) -> bool {
-    let part = |s: &str| if s.is_empty() { None } else { Some(s.to_owned()) };
-    let (group, region) = (part(&class.group), part(&class.region));
-    scopes.is_none_or(|scopes| scopes.iter().any(|s| s.covers(group.as_deref(), region.as_deref())))
 }
 
 impl Exposure {

@@ -10,7 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use palisade_core::{DeviceId, Permission};
 use palisade_proto::ErrorBody;
-use palisade_vuln::index::{Confidence, Finding};
+use palisade_vuln::index::{Build, Confidence, Finding};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -19,7 +19,7 @@ use super::convert::rfc3339;
 use super::error::ApiError;
 use super::extract::{Caller, body_bytes};
 use crate::AppState;
-use crate::vuln::{self, MAX_ADVISORY_BYTES, MAX_SBOM_BYTES, Upload, VulnError, in_scope};
+use crate::vuln::{self, MAX_ADVISORY_BYTES, MAX_SBOM_BYTES, Upload, VulnError};
 
 impl From<VulnError> for ApiError {
     fn from(e: VulnError) -> Self {
@@ -352,43 +352,38 @@ pub async fn affected(
             fixing_firmware,
         });
     }
-    match scopes.as_deref() {
-        None => {
-            view.devices = exposure.index.affected_devices(&id, offset, limit.saturating_add(1));
-        }
-        Some(scopes) => {
-            // A scoped caller: count and list only the devices inside the scopes.
-            view.by_criticality.clear();
-            view.by_region.clear();
-            view.by_group.clear();
-            view.devices_total = 0;
-            for b in &mut view.builds {
-                b.devices = 0;
-            }
-            let mut skipped = 0usize;
-            for (i, (build, _)) in exposure.index.affected(&id).map(|e| e.builds).unwrap_or_default().iter().enumerate()
-            {
-                let Some(build_id) = exposure.index.build_id(build) else { continue };
-                for (device, class) in exposure.index.devices_on(build_id) {
-                    if !in_scope(Some(scopes), class) {
-                        continue;
-                    }
-                    view.devices_total += 1;
-                    if let Some(b) = view.builds.get_mut(i) {
-                        b.devices += 1;
-                    }
-                    *view.by_criticality.entry(class.criticality.clone()).or_default() += 1;
-                    *view.by_region.entry(class.region.clone()).or_default() += 1;
-                    *view.by_group.entry(class.group.clone()).or_default() += 1;
-                    if skipped < offset {
-                        skipped += 1;
-                    } else if view.devices.len() <= limit {
-                        view.devices.push(device.to_owned());
-                    }
+    if scopes.is_none() {
+        view.devices = exposure.index.affected_devices(&id, offset, limit.saturating_add(1));
+    } else {
+        // A scoped caller: count and list only the devices it may read (the API's own rule).
+        view.by_criticality.clear();
+        view.by_region.clear();
+        view.by_group.clear();
+        view.devices_total = 0;
+        let mut skipped = 0usize;
+        for b in &mut view.builds {
+            b.devices = 0;
+            let build = Build { model: b.model.clone(), version: b.version.clone() };
+            let Some(build_id) = exposure.index.build_id(&build) else { continue };
+            for (device, class) in exposure.index.devices_on(build_id) {
+                let part = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+                if !caller.can_on(Permission::AlertsRead, part(&class.group).as_deref(), part(&class.region).as_deref())
+                {
+                    continue;
+                }
+                view.devices_total += 1;
+                b.devices += 1;
+                *view.by_criticality.entry(class.criticality.clone()).or_default() += 1;
+                *view.by_region.entry(class.region.clone()).or_default() += 1;
+                *view.by_group.entry(class.group.clone()).or_default() += 1;
+                if skipped < offset {
+                    skipped += 1;
+                } else if view.devices.len() <= limit {
+                    view.devices.push(device.to_owned());
                 }
             }
-            view.builds.retain(|b| b.devices > 0);
         }
+        view.builds.retain(|b| b.devices > 0);
     }
     if view.devices.len() > limit {
         view.devices.truncate(limit);

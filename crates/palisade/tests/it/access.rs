@@ -13,7 +13,7 @@ const BOGUS_DEVICE: &str = "0000000000000000000z";
 
 /// A signed-in browser-like client: the session cookie and its CSRF token.
 #[derive(Clone)]
-struct Session {
+pub(crate) struct Session {
     cookie: String,
     csrf: String,
 }
@@ -23,7 +23,7 @@ impl Session {
         vec![("cookie", format!("palisade_session={}", self.cookie)), ("x-csrf-token", self.csrf.clone())]
     }
 
-    async fn get(&self, c: &Client, path: &str) -> Resp {
+    pub(crate) async fn get(&self, c: &Client, path: &str) -> Resp {
         c.send_with(Method::GET, path, &self.headers(), None).await
     }
 
@@ -50,7 +50,7 @@ fn session_of(r: &Resp) -> Session {
 }
 
 /// Creates a user through the API, signs in, and replaces the one-time password.
-async fn user_session(s: &Server, admin_key: &str, username: &str, roles: Value) -> Session {
+pub(crate) async fn user_session(s: &Server, admin_key: &str, username: &str, roles: Value) -> Session {
     let r = s.client.post("/api/v1/users", admin_key, json!({"username": username, "roles": roles})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     let initial = r.json()["initial_password"].as_str().unwrap().to_owned();

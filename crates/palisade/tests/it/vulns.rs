@@ -323,6 +323,21 @@ async fn exposure_end_to_end(backend: Backend) {
         json!([{"product": "pkg:maven/org.apache.logging.log4j/log4j-core@2.14.1", "status": "under_investigation", "justification": null}]),
         "{v}"
     );
+    // An operator whose role is limited to one region sees that region's devices only, counts included.
+    let eu =
+        crate::access::user_session(&s, &admin, "eu-operator", json!([{"role": "operator", "regions": ["eu-west"]}]))
+            .await;
+    let r = eu.get(&s.client, "/api/v1/vulnerabilities/CVE-2021-44228/devices").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let scoped = r.json();
+    assert_eq!(
+        (scoped["devices_total"].as_u64(), scoped["by_region"].clone()),
+        (Some(1), json!({"eu-west": 1})),
+        "{scoped}"
+    );
+    assert_eq!(scoped["devices"], json!([f.critical]));
+    assert_eq!(scoped["builds"][0]["devices"], 1);
+    assert_eq!(eu.get(&s.client, "/api/v1/vulnerabilities").await.status, 403, "the ranking is fleet-wide");
     let page = s.client.get("/api/v1/vulnerabilities/CVE-2021-44228/devices?offset=1&limit=1", &admin).await.json();
     assert_eq!((page["devices"].as_array().map(Vec::len), page["next_offset"].as_u64()), (Some(1), Some(2)));
 
