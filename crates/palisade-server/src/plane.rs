@@ -964,8 +964,9 @@ type IngestRequest = (Vec<Accepted>, oneshot::Sender<bool>);
 
 /// Rows one write takes at most.
 const INGEST_MAX_ROWS: usize = 16384;
-/// Writes in flight at once: one committing while the next gathers.
-const INGEST_PIPELINE: usize = 1;
+/// Writes in flight at once: one being flushed to disk while the next runs (SQLite pipelines
+/// its commits: see `palisade_store::sqlite`).
+const INGEST_PIPELINE: usize = 2;
 
 /// Gathers the batches of every connection into one store write: one transaction (one fsync,
 /// one multi-row INSERT per table) for everything that arrived while the previous write was
@@ -998,6 +999,9 @@ async fn run_ingest(
     mut rx: mpsc::Receiver<IngestRequest>,
 ) {
     let mut writing = tokio::task::JoinSet::new();
+    // Writes may finish out of order (PostgreSQL); detection must see each device's reports in
+    // the order they came, so each write observes only after the one before it has.
+    let mut observed_before: Option<oneshot::Receiver<()>> = None;
     loop {
         while writing.len() >= INGEST_PIPELINE {
             writing.join_next().await;
@@ -1010,6 +1014,8 @@ async fn run_ingest(
             waiting.push(done);
         }
         let (store, detector) = (store.clone(), detector.clone());
+        let (observed, next) = oneshot::channel();
+        let previous = observed_before.replace(next);
         writing.spawn(async move {
             let mut reports = Vec::new();
             let rows: Vec<Inbound> = rows
@@ -1032,11 +1038,15 @@ async fn run_ingest(
                 let _ = done.send(ok);
             }
             // Detection sees what is durable, after the devices have their PUBACKs.
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
             if ok {
                 for (device, r) in reports {
                     detector.observe(&device, palisade_core::detect::Observation::Report(r)).await;
                 }
             }
+            let _ = observed.send(());
         });
     }
     while writing.join_next().await.is_some() {}

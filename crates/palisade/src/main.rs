@@ -276,6 +276,10 @@ fn init_logging(format: LogFormat, level: &str) {
     }
 }
 
+/// mimalloc instead of the system allocator: see BENCHMARKS.md (MQTT QoS 1).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
