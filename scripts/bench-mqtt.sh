@@ -42,6 +42,9 @@ cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/p
 # One load against one broker: its line from the load tool plus the cores the broker used.
 measure() { # NAME PORT CA_FILE PID
   local before after t0 t1 line
+  # Palisade's writes leave dirty pages that the kernel writes back in the background; flushed
+  # first, so that writeback does not take CPU from the next broker's run.
+  sync
   before=$(cpu "$4"); t0=$(date +%s.%N)
   line=$("$LOAD" 127.0.0.1 "$2" "$3" "$W/devices" "$SECS")
   after=$(cpu "$4"); t1=$(date +%s.%N)
