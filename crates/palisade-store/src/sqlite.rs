@@ -17,9 +17,9 @@
 //!   flushes the directory the first time it sees a WAL file), so it never flushes a stale file;
 //! - SQLite itself syncs the WAL before each checkpoint copies it into the database, and the
 //!   database after, whatever `synchronous` says;
-//! - one failed flush poisons the store: every later write is refused, because after a failed
-//!   `fdatasync` the kernel may have dropped the dirty pages and a later flush can succeed
-//!   without them.
+//! - one failed flush poisons the store: no later write is acknowledged (each caller gets an
+//!   error, and the log says to restart), because after a failed `fdatasync` the kernel may
+//!   have dropped the dirty pages and a later flush can succeed without them.
 //!
 //! Reads use a separate pool.
 
@@ -292,7 +292,7 @@ fn run_syncer(wal: &Path, rx: &std::sync::mpsc::Receiver<SyncMsg>) {
             && poisoned.is_none()
             && let Err(e) = flush_wal(wal, &mut file)
         {
-            tracing::error!(error = %e, wal = %wal.display(), "cannot flush the WAL: refusing every write from now on");
+            tracing::error!(error = %e, wal = %wal.display(), "cannot flush the WAL: no write is acknowledged from now on; restart the server");
             poisoned = Some(e.to_string());
         }
         for finish in groups.into_iter().flatten() {
