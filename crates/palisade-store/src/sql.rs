@@ -216,6 +216,52 @@ impl Db for sqlx::SqliteConnection {
     }
 }
 
+/// The SQLite writer's own connection (see `sqlite.rs`): statements run on the calling thread,
+/// so the futures complete without waiting on anything.
+impl Db for crate::sqlite::Writer {
+    const DIALECT: Dialect = Dialect::Sqlite;
+
+    async fn exec(&mut self, sql: &str, args: Vec<Value>) -> Result<u64, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(sql)?;
+        bind_rusqlite(&mut stmt, args)?;
+        // Stepped to the end, so a statement with RETURNING rows runs whole.
+        let mut rows = stmt.raw_query();
+        while rows.next()?.is_some() {}
+        drop(rows);
+        Ok(conn.changes())
+    }
+
+    async fn exec_script(&mut self, sql: &str) -> Result<(), StoreError> {
+        Ok(self.conn().execute_batch(sql)?)
+    }
+
+    async fn query(&mut self, sql: &str, args: Vec<Value>) -> Result<Vec<Row>, StoreError> {
+        let mut stmt = self.conn().prepare_cached(sql)?;
+        bind_rusqlite(&mut stmt, args)?;
+        let columns = stmt.column_count();
+        let mut rows = stmt.raw_query();
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let mut values = Vec::with_capacity(columns);
+            for i in 0..columns {
+                values.push(match row.get_ref(i)? {
+                    rusqlite::types::ValueRef::Null => Value::Null(Kind::Text),
+                    rusqlite::types::ValueRef::Integer(v) => Value::Int(v),
+                    rusqlite::types::ValueRef::Real(v) => Value::Real(v),
+                    rusqlite::types::ValueRef::Text(t) => Value::Text(
+                        String::from_utf8(t.to_vec())
+                            .map_err(|_| StoreError::Corrupt(format!("column {i}: text is not UTF-8")))?,
+                    ),
+                    rusqlite::types::ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+                });
+            }
+            out.push(Row(values));
+        }
+        Ok(out)
+    }
+}
+
 impl Db for sqlx::PgConnection {
     const DIALECT: Dialect = Dialect::Postgres;
 
@@ -248,6 +294,35 @@ fn bind_sqlite(mut q: SqliteQuery<'_>, args: Vec<Value>) -> SqliteQuery<'_> {
         };
     }
     q
+}
+
+/// Binds like sqlx does for SQLite: `$N` and `?N` by number, bare `?` in order; parameters
+/// beyond the arguments stay NULL.
+fn bind_rusqlite(stmt: &mut rusqlite::Statement<'_>, args: Vec<Value>) -> Result<(), StoreError> {
+    stmt.clear_bindings();
+    let mut next = 0usize;
+    for i in 1..=stmt.parameter_count() {
+        let n = match stmt.parameter_name(i) {
+            Some(name) => name
+                .strip_prefix('$')
+                .or_else(|| name.strip_prefix('?'))
+                .and_then(|n| n.parse::<usize>().ok())
+                .ok_or_else(|| StoreError::Corrupt(format!("unsupported SQL parameter {name}")))?,
+            None => {
+                next += 1;
+                next
+            }
+        };
+        let Some(value) = n.checked_sub(1).and_then(|k| args.get(k)) else { break };
+        match value {
+            Value::Null(_) => stmt.raw_bind_parameter(i, rusqlite::types::Null)?,
+            Value::Int(v) => stmt.raw_bind_parameter(i, v)?,
+            Value::Real(v) => stmt.raw_bind_parameter(i, v)?,
+            Value::Text(v) => stmt.raw_bind_parameter(i, v.as_str())?,
+            Value::Blob(v) => stmt.raw_bind_parameter(i, v.as_slice())?,
+        }
+    }
+    Ok(())
 }
 
 fn bind_pg(mut q: PgQuery<'_>, args: Vec<Value>) -> PgQuery<'_> {

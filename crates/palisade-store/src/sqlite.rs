@@ -1,8 +1,9 @@
 //! The embedded SQLite backend: WAL, one writer with pipelined group commit.
 //!
-//! All writes go through a single task that owns the only write connection. It takes every
-//! write queued at that moment, runs each in its own savepoint inside one `BEGIN IMMEDIATE`
-//! transaction, and commits once. A write's caller hears back only once that commit is durable,
+//! All writes go through a single thread, `sqlite-writer`, that owns the only write connection
+//! (rusqlite: each statement runs in place, without a hop to a worker thread and back). It
+//! takes every write queued at that moment, runs each in its own savepoint inside one
+//! `BEGIN IMMEDIATE` transaction, and commits once. A write's caller hears back only once that commit is durable,
 //! so an acknowledged write survives a crash or a power cut.
 //!
 //! Durability is pipelined: the writer commits with `synchronous=NORMAL` (the commit is in the
@@ -21,14 +22,14 @@
 //!   error, and the log says to restart), because after a failed `fdatasync` the kernel may
 //!   have dropped the dirty pages and a later flush can succeed without them.
 //!
-//! Reads use a separate pool.
+//! Reads use a separate pool (sqlx, read-only connections).
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr as _;
 use std::time::Duration;
 
+use sqlx::ConnectOptions as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions as _, Connection as _, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::StoreError;
@@ -46,7 +47,7 @@ struct Step {
     finish: Finish,
 }
 
-type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Step> + Send>;
+type Job = Box<dyn for<'c> FnOnce(&'c mut Writer) -> BoxFuture<'c, Step> + Send>;
 
 enum Msg {
     Write(Job),
@@ -70,24 +71,65 @@ fn options(path: &Path) -> Result<SqliteConnectOptions, StoreError> {
         .disable_statement_logging())
 }
 
+/// The only write connection, owned by the writer thread. It is rusqlite rather than sqlx: a
+/// statement runs on the thread that issues it, where sqlx would hand every statement to a
+/// worker thread and wait to be woken with the result (two thread switches per statement,
+/// which on a busy machine cost more than the statement).
+pub struct Writer(rusqlite::Connection);
+
+impl Writer {
+    pub(crate) fn conn(&self) -> &rusqlite::Connection {
+        &self.0
+    }
+
+    fn batch(&self, sql: &str) -> Result<(), StoreError> {
+        Ok(self.0.execute_batch(sql)?)
+    }
+}
+
+impl Writer {
+    /// Copies what the checkpointer has not yet copied (what was committed during its last
+    /// pass: little), so that the WAL is wholly in the database and the next transaction writes
+    /// it again from its start.
+    fn finish_checkpoint(&self) {
+        match checkpoint(&self.0) {
+            Ok((busy, log, copied)) => tracing::debug!(busy, log, copied, "the writer finished a checkpoint"),
+            Err(e) => tracing::warn!(error = %e, "the writer's checkpoint failed"),
+        }
+    }
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Writer")
+    }
+}
+
 impl Sqlite {
     /// Opens (creating if needed) the database file: the connection that becomes the writer.
-    pub async fn connect(path: &Path) -> Result<SqliteConnection, StoreError> {
-        // The writer keeps the hot pages of the device-plane indexes in memory (64 MiB), and lets
-        // the WAL grow to ~40 MiB before copying it back: index pages that every group commit
-        // touches are then written back once per checkpoint instead of once per few commits.
-        Ok(options(path)?
-            .pragma("cache_size", "-65536")
-            .pragma("wal_autocheckpoint", "10000")
-            .pragma("temp_store", "memory")
-            .connect()
-            .await?)
+    pub async fn connect(path: &Path) -> Result<Writer, StoreError> {
+        let conn = rusqlite::Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        // Prepared statements kept: every write the store makes, and the ingest shapes.
+        conn.set_prepared_statement_cache_capacity(256);
+        // The writer keeps the hot pages of the device-plane indexes in memory (64 MiB). The
+        // WAL is copied back by the checkpointer thread (below); the writer checkpoints by itself
+        // only as a backstop, should the WAL reach 256 MiB.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+             PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 65536; PRAGMA temp_store = MEMORY;",
+        )?;
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Commit(format!("the database is in journal mode {mode}, not WAL")));
+        }
+        Ok(Writer(conn))
     }
 
     /// Starts the writer on `conn` (already initialised) and opens the read pool.
-    pub async fn start(path: &Path, mut conn: SqliteConnection) -> Result<Self, StoreError> {
+    pub async fn start(path: &Path, conn: Writer) -> Result<Self, StoreError> {
         // From here on the syncer, not the commit, makes each group durable (module docs).
-        exec(&mut conn, "PRAGMA synchronous = NORMAL").await?;
+        conn.batch("PRAGMA synchronous = NORMAL")?;
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(0)
@@ -95,7 +137,17 @@ impl Sqlite {
             .await?;
         let (writer, rx) = mpsc::channel(QUEUE);
         let syncer = Syncer::start(wal_path(path))?;
-        tokio::spawn(run_writer(conn, rx, syncer));
+        let checkpointer = Checkpointer::start(path)?;
+        // The writer thread runs the jobs' futures on a runtime of its own: they never wait
+        // (every statement runs in place), so nothing else is scheduled in between.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Commit(format!("cannot start the writer: {e}")))?;
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || runtime.block_on(run_writer(conn, rx, syncer, checkpointer)))
+            .map_err(|e| StoreError::Commit(format!("cannot start the writer: {e}")))?;
         Ok(Self { writer, readers })
     }
 
@@ -103,7 +155,7 @@ impl Sqlite {
     pub async fn write<R, F>(&self, op: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<R, StoreError>> + Send + 'static,
+        F: for<'c> FnOnce(&'c mut Writer) -> BoxFuture<'c, Result<R, StoreError>> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
@@ -142,7 +194,7 @@ impl Sqlite {
     }
 }
 
-async fn run_writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Msg>, syncer: Syncer) {
+async fn run_writer(mut conn: Writer, mut rx: mpsc::Receiver<Msg>, syncer: Syncer, checkpointer: Checkpointer) {
     let mut closing = None;
     while closing.is_none() {
         let Some(first) = rx.recv().await else { break };
@@ -161,22 +213,23 @@ async fn run_writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Msg>, syn
         if !jobs.is_empty() {
             commit_group(&mut conn, jobs, &syncer).await;
         }
+        if checkpointer.restart_wanted() {
+            conn.finish_checkpoint();
+        }
     }
+    checkpointer.stop();
     // Everything committed is flushed and answered before the connection closes.
     syncer.finish().await;
-    let _ = conn.close().await;
+    if let Err((_, e)) = conn.0.close() {
+        tracing::error!(error = %e, "cannot close the database");
+    }
     if let Some(ack) = closing {
         let _ = ack.send(());
     }
 }
 
-async fn exec(conn: &mut SqliteConnection, sql: &str) -> Result<(), StoreError> {
-    sqlx::Executor::execute(&mut *conn, sql).await?;
-    Ok(())
-}
-
-async fn commit_group(conn: &mut SqliteConnection, jobs: Vec<Job>, syncer: &Syncer) {
-    if let Err(e) = exec(conn, "BEGIN IMMEDIATE").await {
+async fn commit_group(conn: &mut Writer, jobs: Vec<Job>, syncer: &Syncer) {
+    if let Err(e) = conn.batch("BEGIN IMMEDIATE") {
         let msg = e.to_string();
         tracing::error!(error = %msg, "cannot begin a write transaction");
         // Dropping a job drops its reply channel: its caller gets `StoreError::NotWritten`.
@@ -192,7 +245,7 @@ async fn commit_group(conn: &mut SqliteConnection, jobs: Vec<Job>, syncer: &Sync
         if alone {
             let step = job(conn).await;
             if !step.succeeded {
-                if let Err(e) = exec(conn, "ROLLBACK").await {
+                if let Err(e) = conn.batch("ROLLBACK") {
                     tracing::error!(error = %e, "cannot roll back a failed write");
                 }
                 (step.finish)(Ok(()));
@@ -201,7 +254,7 @@ async fn commit_group(conn: &mut SqliteConnection, jobs: Vec<Job>, syncer: &Sync
             finishes.push(step.finish);
             continue;
         }
-        let step = match exec(conn, "SAVEPOINT job").await {
+        let step = match conn.batch("SAVEPOINT job") {
             Ok(()) => job(conn).await,
             Err(e) => {
                 tracing::error!(error = %e, "cannot open a savepoint");
@@ -210,20 +263,83 @@ async fn commit_group(conn: &mut SqliteConnection, jobs: Vec<Job>, syncer: &Sync
             }
         };
         let end = if step.succeeded { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
-        if let Err(e) = exec(conn, end).await {
+        if let Err(e) = conn.batch(end) {
             tracing::error!(error = %e, "savepoint failed");
         }
         finishes.push(step.finish);
     }
-    match exec(conn, "COMMIT").await {
+    match conn.batch("COMMIT") {
         Ok(()) => syncer.flush_then_answer(finishes),
         Err(e) => {
             tracing::error!(error = %e, "group commit failed");
-            let _ = exec(conn, "ROLLBACK").await;
+            let _ = conn.batch("ROLLBACK");
             let e = e.to_string();
             for finish in finishes {
                 finish(Err(StoreError::Commit(e.clone())));
             }
+        }
+    }
+}
+
+/// `PRAGMA wal_checkpoint(PASSIVE)`: (whether it was blocked, frames in the WAL, frames copied
+/// into the database). A passive checkpoint never waits for, nor blocks, the writer or readers.
+fn checkpoint(conn: &rusqlite::Connection) -> rusqlite::Result<(i64, i64, i64)> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+}
+
+/// How often the checkpointer copies the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// WAL frames (pages) past which the writer is asked to let the WAL start over.
+const RESTART_FRAMES: i64 = 16_384;
+
+/// The thread that copies the WAL into the database file on a connection of its own, so the
+/// writer no longer stops for tens of milliseconds every few seconds to do it (a checkpoint
+/// copies every page changed since the last one and flushes the database file).
+///
+/// A passive checkpoint copies only the frames committed when it starts, and the WAL can only
+/// start over from its beginning once all of it is copied. Under steady writes that never
+/// happens by itself, so once the WAL is long the checkpointer asks the writer to copy the rest
+/// between two groups (`Writer::finish_checkpoint`): only what was committed during the last
+/// pass. The writer's next transaction then restarts the WAL. SQLite flushes the WAL before and
+/// the database after every checkpoint, whichever connection runs it.
+struct Checkpointer {
+    stop: std::sync::mpsc::Sender<()>,
+    restart: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Self, StoreError> {
+        let conn = rusqlite::Connection::open(path)?;
+        let (stop, stopped) = std::sync::mpsc::channel();
+        let restart = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let wanted = restart.clone();
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || run_checkpointer(&conn, &wanted, &stopped))
+            .map_err(|e| StoreError::Commit(format!("cannot start the checkpointer: {e}")))?;
+        Ok(Self { stop, restart })
+    }
+
+    fn restart_wanted(&self) -> bool {
+        self.restart.swap(false, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn stop(&self) {
+        let _ = self.stop.send(());
+    }
+}
+
+fn run_checkpointer(
+    conn: &rusqlite::Connection,
+    restart: &std::sync::atomic::AtomicBool,
+    stop: &std::sync::mpsc::Receiver<()>,
+) {
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        match checkpoint(conn) {
+            Ok((_, log, _)) if log >= RESTART_FRAMES => restart.store(true, std::sync::atomic::Ordering::Relaxed),
+            Ok(_) => {}
+            // The writer's own checkpoints (at 256 MiB) keep the WAL bounded meanwhile.
+            Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
         }
     }
 }
@@ -329,6 +445,65 @@ fn flush_wal(wal: &Path, held: &mut Option<(std::fs::File, u64)>) -> std::io::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_writer_binds_numbered_parameters_by_number() {
+        use crate::sql::{Db as _, Kind, Value};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut w = Sqlite::connect(&dir.path().join("db")).await.expect("open");
+        w.exec_script("CREATE TABLE t (a TEXT, b INTEGER, c REAL, d BLOB)").await.expect("create");
+        // Numbered out of order and reused, as the shared SQL does; a NULL; RETURNING through exec.
+        let n = w
+            .exec(
+                "INSERT INTO t (a, b, c, d) VALUES ($2, $1, $3, $4), ($2, $1, NULL, NULL) RETURNING b",
+                vec![Value::Int(7), Value::Text("x".into()), Value::Null(Kind::Real), Value::Blob(vec![1, 2])],
+            )
+            .await
+            .expect("insert");
+        assert_eq!(n, 2);
+        let rows =
+            w.query("SELECT a, b, c, d FROM t WHERE b = ? ORDER BY rowid", vec![Value::Int(7)]).await.expect("query");
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].text(0).expect("a"), "x");
+        assert_eq!(rows[0].int(1).expect("b"), 7);
+        assert_eq!(rows[0].opt_real(2).expect("c"), None);
+        assert_eq!(rows[0].blob(3).expect("d"), vec![1, 2]);
+        assert!(w.exec("INSERT INTO nope VALUES (1)", vec![]).await.is_err(), "an error, not a panic");
+    }
+
+    #[tokio::test]
+    async fn after_the_writer_finishes_a_checkpoint_the_wal_starts_over() {
+        use crate::sql::Db as _;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("db");
+        let mut w = Sqlite::connect(&path).await.expect("open");
+        w.exec_script("CREATE TABLE t (v BLOB)").await.expect("create");
+        let other = rusqlite::Connection::open(&path).expect("checkpointer connection");
+        let write = |w: &mut Writer| w.conn().execute("INSERT INTO t VALUES (zeroblob(20000))", []).expect("insert");
+        for _ in 0..20 {
+            write(&mut w);
+        }
+        let wal_len = || std::fs::metadata(wal_path(&path)).expect("wal").len();
+        // A checkpoint copies only what every reader can already see: a reader that began before
+        // the last write stands for the writes a checkpoint misses while it runs.
+        let reader = rusqlite::Connection::open(&path).expect("reader connection");
+        reader.execute_batch("BEGIN; SELECT count(*) FROM t;").expect("read");
+        write(&mut w);
+        let (_, log, copied) = checkpoint(&other).expect("checkpoint");
+        assert!(copied < log, "the checkpointer copied what the reader can see ({copied} of {log} frames)");
+        reader.execute_batch("COMMIT").expect("end the read");
+        // With frames not yet copied, the WAL grows at its end.
+        let before = wal_len();
+        write(&mut w);
+        assert!(wal_len() > before, "the WAL grew");
+        // Once the writer has copied the rest, its next transaction writes the WAL from its start.
+        w.finish_checkpoint();
+        let before = wal_len();
+        write(&mut w);
+        assert_eq!(wal_len(), before, "written over its start, not appended");
+        let (_, restarted, _) = checkpoint(&other).expect("checkpoint");
+        assert!(restarted < log / 4, "the WAL started over: {restarted} frames, {log} before");
+    }
 
     #[test]
     fn the_syncer_flushes_the_file_the_wal_path_names_now() {
