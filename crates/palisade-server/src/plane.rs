@@ -964,9 +964,11 @@ type IngestRequest = (Vec<Accepted>, oneshot::Sender<bool>);
 
 /// Rows one write takes at most.
 const INGEST_MAX_ROWS: usize = 16384;
-/// Writes in flight at once: one being flushed to disk while the next runs (SQLite pipelines
-/// its commits: see `palisade_store::sqlite`).
-const INGEST_PIPELINE: usize = 2;
+/// Writes in flight at once: while one is flushed to disk and the next runs, a third is already
+/// queued behind it, so a batch never waits for a flush before it can start (SQLite pipelines
+/// its commits: see `palisade_store::sqlite`). Fewer in flight means bigger batches but longer
+/// waits: with 20 busy connections, two in flight gave 1.31× Mosquitto's rate, three 1.55–1.71×.
+const INGEST_PIPELINE: usize = 3;
 
 /// Gathers the batches of every connection into one store write: one transaction (one fsync,
 /// one multi-row INSERT per table) for everything that arrived while the previous write was
