@@ -3,8 +3,9 @@
 //! All writes go through a single thread, `sqlite-writer`, that owns the only write connection
 //! (rusqlite: each statement runs in place, without a hop to a worker thread and back). It
 //! takes every write queued at that moment, runs each in its own savepoint inside one
-//! `BEGIN IMMEDIATE` transaction, and commits once. A write's caller hears back only once that commit is durable,
-//! so an acknowledged write survives a crash or a power cut.
+//! `BEGIN IMMEDIATE` transaction, and commits once. A write's caller hears back only once that
+//! commit is durable, so an acknowledged write survives a crash or a power cut. WAL checkpoints
+//! run on a thread of their own (`Checkpointer`).
 //!
 //! Durability is pipelined: the writer commits with `synchronous=NORMAL` (the commit is in the
 //! WAL file but not yet on disk) and hands the group to the `Syncer` thread, which makes the
@@ -85,9 +86,7 @@ impl Writer {
     fn batch(&self, sql: &str) -> Result<(), StoreError> {
         Ok(self.0.execute_batch(sql)?)
     }
-}
 
-impl Writer {
     /// Copies what the checkpointer has not yet copied (what was committed during its last
     /// pass: little), so that the WAL is wholly in the database and the next transaction writes
     /// it again from its start.
@@ -334,12 +333,25 @@ fn run_checkpointer(
     restart: &std::sync::atomic::AtomicBool,
     stop: &std::sync::mpsc::Receiver<()>,
 ) {
+    // Said once when checkpoints start failing and once when they work again, not ten times a
+    // second; the writer's own checkpoints (at 256 MiB) keep the WAL bounded meanwhile.
+    let mut failing = false;
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
         match checkpoint(conn) {
-            Ok((_, log, _)) if log >= RESTART_FRAMES => restart.store(true, std::sync::atomic::Ordering::Relaxed),
-            Ok(_) => {}
-            // The writer's own checkpoints (at 256 MiB) keep the WAL bounded meanwhile.
-            Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
+            Ok((_, log, _)) => {
+                if failing {
+                    tracing::info!("WAL checkpoints work again");
+                    failing = false;
+                }
+                if log >= RESTART_FRAMES {
+                    restart.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            Err(e) if !failing => {
+                tracing::warn!(error = %e, "WAL checkpoint failed; the writer checkpoints by itself past 256 MiB");
+                failing = true;
+            }
+            Err(_) => {}
         }
     }
 }
