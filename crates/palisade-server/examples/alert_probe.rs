@@ -67,6 +67,11 @@ async fn receiver(port: u16, tx: mpsc::UnboundedSender<(Instant, String)>) {
 }
 
 /// The next webhook of `kind`, or `None` after 5 s.
+/// The next PUBACK's arrival (at most 5 s away).
+async fn ack(acks: &mut mpsc::UnboundedReceiver<Instant>) -> Option<Instant> {
+    tokio::time::timeout(Duration::from_secs(5), acks.recv()).await.ok().flatten()
+}
+
 async fn next(rx: &mut mpsc::UnboundedReceiver<(Instant, String)>, kind: &str) -> Option<Instant> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
@@ -127,11 +132,13 @@ async fn main() {
     // One clean report first, so the first "open" is a change.
     client.publish(&topic, QoS::AtLeastOnce, false, report(0, 443)).await.unwrap();
     let _ = next(&mut hooks, "alert.resolved").await;
+    // PUBACKs come in publish order: each one is taken right after its publish's webhook, so a
+    // late PUBACK of the clean report can never pass for the offending one's.
+    let _ = ack(&mut acks).await;
     let mut latencies = Vec::new();
     let mut stored = Vec::new();
     let mut missed = 0;
     for k in 0..samples {
-        while acks.try_recv().is_ok() {}
         let sent = Instant::now();
         client.publish(&topic, QoS::AtLeastOnce, false, report(2 * k + 1, 23)).await.unwrap();
         match next(&mut hooks, "alert.opened").await {
@@ -139,13 +146,14 @@ async fn main() {
             None => missed += 1,
         }
         // The offending report's PUBACK: when it was durably stored (detection starts then).
-        if let Ok(Some(at)) = tokio::time::timeout(Duration::from_secs(5), acks.recv()).await {
+        if let Some(at) = ack(&mut acks).await {
             stored.push(at.duration_since(sent));
         }
         client.publish(&topic, QoS::AtLeastOnce, false, report(2 * k + 2, 443)).await.unwrap();
         if next(&mut hooks, "alert.resolved").await.is_none() {
             missed += 1;
         }
+        let _ = ack(&mut acks).await;
     }
     latencies.sort();
     stored.sort();

@@ -154,7 +154,8 @@ pub async fn start(config: Config) -> Result<Running, BootstrapError> {
     let checkpoint_every = Duration::from_secs(config.audit.checkpoint_interval_secs);
     bootstrap::initial_admin(&store, &data_dir).await?;
     let auth = auth::Auth::new(config.auth.clone()).map_err(|e| BootstrapError::Refused(e.to_string()))?;
-    let (detector, detect_inputs) = detect::Detector::new();
+    let (detector, detect_inputs) =
+        detect::Detector::new().map_err(|e| BootstrapError::Refused(format!("cannot start detection: {e}")))?;
     let cpe_matching = config.vulnerabilities.cpe_matching;
     let state = Arc::new(App {
         store: store.clone(),
@@ -188,7 +189,7 @@ pub async fn start(config: Config) -> Result<Running, BootstrapError> {
     tasks.push(tokio::spawn(rollout::run(state.clone(), rx.clone())));
     tasks.push(tokio::spawn(vuln::run(state.clone(), rx.clone())));
     let notifier = state.notifier.clone();
-    tasks.push(tokio::spawn(notify::run(store.clone(), state.metrics.clone(), notifier, rx.clone())));
+    tasks.push(state.detector.lane.spawn(notify::run(store.clone(), state.metrics.clone(), notifier, rx.clone())));
     tasks.push(tokio::spawn(hourly(state, rx)));
     tracing::info!(%console_addr, backend = store.backend_name(), "palisade is serving");
     Ok(Running { console_addr, device_addr, mqtt_addr, store, shutdown, tasks })

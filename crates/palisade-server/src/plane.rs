@@ -157,7 +157,7 @@ pub async fn serve(state: AppState, listener: TcpListener, mut shutdown: watch::
             }
         }
     });
-    let ingest = Ingest::start(state.store.clone(), state.detector.clone());
+    let ingest = Ingest::start(state.store.clone(), state.detector.clone(), state.notifier.clone());
     loop {
         let (tcp, peer) = tokio::select! {
             _ = shutdown.changed() => break,
@@ -964,11 +964,10 @@ type IngestRequest = (Vec<Accepted>, oneshot::Sender<bool>);
 
 /// Rows one write takes at most.
 const INGEST_MAX_ROWS: usize = 16384;
-/// Writes in flight at once: while one is flushed to disk and the next runs, a third is already
-/// queued behind it, so a batch never waits for a flush before it can start (SQLite pipelines
-/// its commits: see `palisade_store::sqlite`). Fewer in flight means bigger batches but longer
-/// waits: with 20 busy connections, two in flight gave 1.31× Mosquitto's rate, three 1.55–1.71×.
-const INGEST_PIPELINE: usize = 3;
+/// Writes in flight at most (being written, or waiting to be durable: SQLite pipelines its
+/// commits, see `palisade_store::sqlite`). The next batch is formed as soon as the previous
+/// one's write has begun, so this only bounds how many wait for their flush.
+const INGEST_PIPELINE: usize = 8;
 
 /// Gathers the batches of every connection into one store write: one transaction (one fsync,
 /// one multi-row INSERT per table) for everything that arrived while the previous write was
@@ -980,9 +979,13 @@ struct Ingest {
 }
 
 impl Ingest {
-    fn start(store: palisade_store::Store, detector: crate::detect::Detector) -> Self {
+    fn start(
+        store: palisade_store::Store,
+        detector: crate::detect::Detector,
+        notifier: crate::notify::Notifier,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(run_ingest(store, detector, rx));
+        detector.lane.clone().spawn(run_ingest(store, detector, notifier, rx));
         Self { tx }
     }
 
@@ -995,60 +998,86 @@ impl Ingest {
     }
 }
 
+/// Forms the batches, has detection evaluate each one's reports (in order, before it is
+/// written) and writes the batch together with the alerts it raised.
 async fn run_ingest(
     store: palisade_store::Store,
     detector: crate::detect::Detector,
+    notifier: crate::notify::Notifier,
     mut rx: mpsc::Receiver<IngestRequest>,
 ) {
     let mut writing = tokio::task::JoinSet::new();
-    // Writes may finish out of order (PostgreSQL); detection must see each device's reports in
-    // the order they came, so each write observes only after the one before it has.
-    let mut observed_before: Option<oneshot::Receiver<()>> = None;
+    // Writes may be queued, and finish (PostgreSQL), out of order. Rows of different batches do
+    // not care; alerts do (a rule's clear must not be written before its raise), so a batch with
+    // verdicts starts its write only once the previous batch with verdicts has finished its own.
+    let mut verdicts_before: Option<oneshot::Receiver<()>> = None;
+    // The previous batch's write has begun: the next batch is formed then, with everything that
+    // arrived meanwhile, and waits for its turn at the writer (so a batch never waits behind
+    // more than one other to start, while any number are being made durable).
+    let mut previous_started: Option<oneshot::Receiver<()>> = None;
     loop {
+        while writing.try_join_next().is_some() {}
+        if let Some(started) = previous_started.take() {
+            let _ = started.await;
+        }
         while writing.len() >= INGEST_PIPELINE {
             writing.join_next().await;
         }
-        let Some((mut rows, done)) = rx.recv().await else { break };
+        let Some((mut accepted, done)) = rx.recv().await else { break };
         let mut waiting = vec![done];
-        while rows.len() < INGEST_MAX_ROWS {
+        while accepted.len() < INGEST_MAX_ROWS {
             let Ok((more, done)) = rx.try_recv() else { break };
-            rows.extend(more);
+            accepted.extend(more);
             waiting.push(done);
         }
-        let (store, detector) = (store.clone(), detector.clone());
-        let (observed, next) = oneshot::channel();
-        let previous = observed_before.replace(next);
-        writing.spawn(async move {
-            let mut reports = Vec::new();
-            let rows: Vec<Inbound> = rows
-                .into_iter()
-                .map(|a| {
-                    if let Some(r) = a.report {
-                        reports.push((a.inbound.message.device_id.clone(), r));
-                    }
-                    a.inbound
-                })
-                .collect();
-            let ok = match store.ingest(rows).await {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot store device messages");
-                    false
+        let mut reports = Vec::new();
+        let rows: Vec<Inbound> = accepted
+            .into_iter()
+            .map(|a| {
+                if let Some(r) = a.report {
+                    reports.push((a.inbound.message.device_id.clone(), r));
                 }
-            };
-            for done in waiting {
-                let _ = done.send(ok);
-            }
-            // Detection sees what is durable, after the devices have their PUBACKs.
+                a.inbound
+            })
+            .collect();
+        let signals = if reports.is_empty() { Vec::new() } else { detector.evaluate(reports).await };
+        let verdicts: Vec<_> = signals.iter().map(crate::detect::alerts::verdict).collect();
+        let (previous, written) = if verdicts.is_empty() {
+            (None, None)
+        } else {
+            let (written, next) = oneshot::channel();
+            (verdicts_before.replace(next), Some(written))
+        };
+        let (store, detector, notifier) = (store.clone(), detector.clone(), notifier.clone());
+        let (started, starting) = oneshot::channel();
+        previous_started = Some(starting);
+        writing.spawn(async move {
             if let Some(previous) = previous {
                 let _ = previous.await;
             }
-            if ok {
-                for (device, r) in reports {
-                    detector.observe(&device, palisade_core::detect::Observation::Report(r)).await;
+            let result = store.ingest_detected(rows, verdicts, started).await;
+            drop(written);
+            let ok = result.is_ok();
+            for done in waiting {
+                let _ = done.send(ok);
+            }
+            match result {
+                Ok(recorded) => {
+                    if recorded.iter().any(crate::detect::alerts::queued_notices) {
+                        notifier.wake();
+                    }
+                    for (signal, outcome) in signals.into_iter().zip(recorded) {
+                        detector.recorded(signal, Some(outcome)).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot store device messages");
+                    // Detection has seen these reports: what it raised is recorded on its own.
+                    for signal in signals {
+                        detector.recorded(signal, None).await;
+                    }
                 }
             }
-            let _ = observed.send(());
         });
     }
     while writing.join_next().await.is_some() {}

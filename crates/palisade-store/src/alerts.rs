@@ -267,6 +267,31 @@ pub async fn clear<D: Db>(
     Ok(Some(a))
 }
 
+/// What detection decided about a device: a rule alarmed, or its condition cleared.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    Raise(Raise),
+    Clear { device: String, profile: String, rule: String, auto_resolve: bool, at_ms: i64 },
+}
+
+/// What recording a verdict did.
+#[derive(Debug)]
+pub enum Recorded {
+    Raised(Raised),
+    /// The alert that was active, if one was.
+    Cleared(Option<Alert>),
+}
+
+/// Records a verdict ([`raise`] or [`clear`]).
+pub async fn record<D: Db>(db: &mut D, v: &Verdict) -> Result<Recorded, StoreError> {
+    match v {
+        Verdict::Raise(r) => raise(db, r).await.map(Recorded::Raised),
+        Verdict::Clear { device, profile, rule, auto_resolve, at_ms } => {
+            clear(db, device, profile, rule, *auto_resolve, *at_ms).await.map(Recorded::Cleared)
+        }
+    }
+}
+
 /// A person acknowledges or resolves an alert (`false_positive` marks a resolution as such).
 pub async fn set_status<D: Db>(
     db: &mut D,

@@ -489,6 +489,11 @@ impl Store {
         read_op!(self, "profile.list", |c| alerts::profiles(c).await)
     }
 
+    /// Records what detection decided, on its own (a timer's or a connection's verdict).
+    pub async fn record_verdict(&self, verdict: alerts::Verdict) -> Result<alerts::Recorded, StoreError> {
+        write_op!(self, "alert.record", |c| alerts::record(c, &verdict).await)
+    }
+
     pub async fn raise_alert(&self, raise: alerts::Raise) -> Result<alerts::Raised, StoreError> {
         write_op!(self, "alert.raise", |c| alerts::raise(c, &raise).await)
     }
@@ -596,6 +601,37 @@ impl Store {
     /// for it).
     pub async fn ingest(&self, batch: Vec<plane::Inbound>) -> Result<(), StoreError> {
         write_op!(self, "plane.ingest", |c| plane::ingest(c, batch).await)
+    }
+
+    /// Stores a batch of device messages together with what detection decided about them, in
+    /// one transaction: the alerts and their notices are durable when the reports are (one
+    /// commit on the way from a report to its notice, not two), and neither is ever stored
+    /// without the other. A verdict that cannot be recorded fails alone (its savepoint is rolled
+    /// back) and its error is returned in its place; the batch and the other verdicts stand.
+    ///
+    /// `started` hears when the write begins (its turn at the writer, or a connection of its
+    /// own): the ingester forms the next batch then.
+    pub async fn ingest_detected(
+        &self,
+        batch: Vec<plane::Inbound>,
+        verdicts: Vec<alerts::Verdict>,
+        started: tokio::sync::oneshot::Sender<()>,
+    ) -> Result<Vec<Result<alerts::Recorded, StoreError>>, StoreError> {
+        write_op!(self, "plane.ingest", |c| {
+            let _ = started.send(());
+            plane::ingest(c, batch).await?;
+            let mut recorded = Vec::with_capacity(verdicts.len());
+            for v in &verdicts {
+                c.exec_script("SAVEPOINT verdict").await?;
+                let r = alerts::record(c, v).await;
+                if r.is_err() {
+                    c.exec_script("ROLLBACK TO SAVEPOINT verdict").await?;
+                }
+                c.exec_script("RELEASE SAVEPOINT verdict").await?;
+                recorded.push(r);
+            }
+            Ok(recorded)
+        })
     }
 
     pub async fn device_messages(

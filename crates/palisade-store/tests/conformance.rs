@@ -138,6 +138,7 @@ conformance!(
     console_filters_per_user,
     firmware_publish_assign_and_report,
     rollouts_keep_steps_outcomes_and_commands,
+    reports_and_their_alerts_are_written_together,
 );
 
 async fn devices_round_trip_filter_and_paginate(backend: &str) {
@@ -690,4 +691,116 @@ async fn rollouts_keep_steps_outcomes_and_commands(backend: &str) {
 
 async fn outcome(s: &Store, device: &str) -> String {
     s.rollout_devices("ro_1").await.unwrap().into_iter().find(|x| x.device_id == device).unwrap().outcome
+}
+
+/// Refuses, by trigger, alert rows of the rule `refused` and messages whose payload is `refuse`.
+async fn install_refusals(f: &Fixture) {
+    match &f.location {
+        StoreLocation::Sqlite(_) => {
+            f.raw(
+                "CREATE TRIGGER refuse_alert BEFORE INSERT ON alerts WHEN NEW.rule = 'refused' \
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END; \
+                 CREATE TRIGGER refuse_message BEFORE INSERT ON device_messages WHEN NEW.payload = 'refuse' \
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            )
+            .await;
+        }
+        StoreLocation::Postgres(_) => {
+            for (table, test) in [("alerts", "NEW.rule = 'refused'"), ("device_messages", "NEW.payload = 'refuse'")] {
+                f.raw(&format!(
+                    "CREATE FUNCTION refuse_{table}() RETURNS trigger AS $$ BEGIN \
+                     IF {test} THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+                ))
+                .await;
+                f.raw(&format!(
+                    "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION refuse_{table}()"
+                ))
+                .await;
+            }
+        }
+    }
+}
+
+fn report(device: &str, payload: &str, at_ms: i64) -> palisade_store::plane::Inbound {
+    palisade_store::plane::Inbound {
+        message: palisade_store::plane::DeviceMessage {
+            device_id: device.into(),
+            kind: "telemetry".into(),
+            received_ms: at_ms,
+            at_ms,
+            seq: Some(1),
+            quarantined: false,
+            payload: payload.into(),
+        },
+        telemetry: Some(palisade_store::plane::TelemetryFacts::default()),
+    }
+}
+
+fn raise(device: &str, rule: &str, at_ms: i64) -> palisade_store::alerts::Verdict {
+    palisade_store::alerts::Verdict::Raise(palisade_store::alerts::Raise {
+        device_id: device.into(),
+        group: None,
+        profile: "p".into(),
+        rule: rule.into(),
+        severity: "high".into(),
+        title: format!("{rule} on {device}"),
+        detail: "d".into(),
+        response: "alert".into(),
+        at_ms,
+    })
+}
+
+async fn reports_and_their_alerts_are_written_together(backend: &str) {
+    use palisade_store::alerts::{AlertFilter, Recorded};
+    let Some(f) = Fixture::new(backend).await else { return };
+    let s = open(&f, &MasterKey::generate().unwrap()).await;
+    install_refusals(&f).await;
+    let alerts_of = |device: &'static str| {
+        let s = s.clone();
+        async move {
+            let filter = AlertFilter { device: Some(device.into()), limit: 100, ..Default::default() };
+            let mut rules: Vec<String> = s.alerts(&filter).await.unwrap().into_iter().map(|a| a.rule).collect();
+            rules.sort();
+            rules
+        }
+    };
+
+    // The batch and its verdicts in one write: a verdict that fails fails alone.
+    let (started, starting) = tokio::sync::oneshot::channel();
+    let verdicts = vec![raise("d1", "telnet", 10), raise("d1", "refused", 10), raise("d1", "other", 10)];
+    let recorded = s.ingest_detected(vec![report("d1", "{}", 10)], verdicts, started).await.unwrap();
+    starting.await.expect("the write said when it began");
+    assert_eq!(recorded.len(), 3);
+    assert!(matches!(&recorded[0], Ok(Recorded::Raised(r)) if r.opened && r.alert.rule == "telnet"));
+    assert!(recorded[1].is_err(), "{:?}", recorded[1]);
+    assert!(matches!(&recorded[2], Ok(Recorded::Raised(r)) if r.opened && r.alert.rule == "other"));
+    assert_eq!(s.device_messages("d1", "telemetry", 10).await.unwrap().len(), 1);
+    assert_eq!(alerts_of("d1").await, ["other", "telnet"]);
+
+    // A repeat and a clear are recorded the same way.
+    let (started, _) = tokio::sync::oneshot::channel();
+    let clear = palisade_store::alerts::Verdict::Clear {
+        device: "d1".into(),
+        profile: "p".into(),
+        rule: "other".into(),
+        auto_resolve: true,
+        at_ms: 20,
+    };
+    let recorded =
+        s.ingest_detected(vec![report("d1", "{}", 20)], vec![raise("d1", "telnet", 20), clear], started).await.unwrap();
+    assert!(matches!(&recorded[0], Ok(Recorded::Raised(r)) if !r.opened && r.alert.count == 2));
+    assert!(matches!(&recorded[1], Ok(Recorded::Cleared(Some(a))) if a.status == "resolved"));
+
+    // A batch that cannot be written takes its alerts with it: neither is stored.
+    let (started, _) = tokio::sync::oneshot::channel();
+    let failed = s
+        .ingest_detected(
+            vec![report("d2", "{}", 30), report("d2", "refuse", 30)],
+            vec![raise("d2", "telnet", 30)],
+            started,
+        )
+        .await;
+    assert!(failed.is_err());
+    assert!(s.device_messages("d2", "telemetry", 10).await.unwrap().is_empty());
+    assert!(alerts_of("d2").await.is_empty());
 }

@@ -2,13 +2,19 @@
 //! with its notices, the notifier is woken, the rule's response acts on the device (or, in dry
 //! run, says what it would have done), and live streams hear of it. One task, in order.
 //!
+//! A telemetry report's signals are recorded by the ingester in the same transaction as the
+//! report ([`verdict`]; `Store::ingest_detected`); they come here already recorded
+//! ([`Work::Recorded`]) for the rest. Signals of timers and connection events, and those of a
+//! batch that could not be written, are recorded here ([`Work::Signal`]).
+//!
 //! Escalation: a second task walks open alerts of profiles with an escalation policy through
 //! their tiers, sleeping until the next step falls due (or until woken by a new alert).
 
 use palisade_core::LifecycleState;
 use palisade_core::audit::Actor;
 use palisade_core::detect::{Response, Severity};
-use palisade_store::alerts::{Raise, alert_json};
+use palisade_store::StoreError;
+use palisade_store::alerts::{Raise, Recorded, Verdict, alert_json};
 use palisade_store::audit::AuditContext;
 use palisade_store::devices::Transition;
 use tokio::sync::{mpsc, watch};
@@ -20,37 +26,51 @@ fn system() -> AuditContext {
     AuditContext { actor: Actor::System, source_ip: None, at_ms: now_ms() }
 }
 
-pub async fn run(state: AppState, mut rx: mpsc::Receiver<DeviceSignal>) {
-    while let Some(s) = rx.recv().await {
-        handle(&state, s).await;
+/// What recording a verdict did, or why it failed.
+pub type Outcome = Result<Recorded, StoreError>;
+
+/// What the alert task is given.
+#[derive(Debug)]
+pub enum Work {
+    /// A signal to record, then act on.
+    Signal(DeviceSignal),
+    /// A signal recorded already (with its batch), to act on.
+    Recorded(DeviceSignal, Outcome),
+}
+
+pub async fn run(state: AppState, mut rx: mpsc::Receiver<Work>) {
+    while let Some(work) = rx.recv().await {
+        let (signal, outcome) = match work {
+            Work::Signal(s) => {
+                let outcome = state.store.record_verdict(verdict(&s)).await;
+                (s, outcome)
+            }
+            Work::Recorded(s, outcome) => (s, outcome),
+        };
+        handle(&state, signal, outcome).await;
     }
 }
 
-fn live(state: &AppState, event: &str, alert: &palisade_store::alerts::Alert) {
-    let _ = state.detector.live.send(serde_json::json!({"event": event, "alert": alert_json(alert)}).to_string());
-}
-
-async fn handle(state: &AppState, ds: DeviceSignal) {
-    let DeviceSignal { device, group, signal: sig } = ds;
+/// What a signal asks the store to record.
+pub fn verdict(ds: &DeviceSignal) -> Verdict {
+    let sig = &ds.signal;
     if !sig.raised {
-        match state.store.clear_alert(device, sig.profile, sig.rule, sig.auto_resolve, sig.at_ms).await {
-            Ok(Some(alert)) => {
-                state.notifier.wake();
-                live(state, if alert.status == "resolved" { "alert.resolved" } else { "alert.cleared" }, &alert);
-            }
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "cannot clear an alert"),
-        }
-        return;
+        return Verdict::Clear {
+            device: ds.device.clone(),
+            profile: sig.profile.clone(),
+            rule: sig.rule.clone(),
+            auto_resolve: sig.auto_resolve,
+            at_ms: sig.at_ms,
+        };
     }
     let response = match (sig.response, sig.dry_run) {
         (Response::AlertOnly, _) => "alert".to_owned(),
         (r, true) => format!("dry-run: {}", r.as_str()),
         (r, false) => r.as_str().to_owned(),
     };
-    let raise = Raise {
-        device_id: device.clone(),
-        group,
+    Verdict::Raise(Raise {
+        device_id: ds.device.clone(),
+        group: ds.group.clone(),
         profile: sig.profile.clone(),
         rule: sig.rule.clone(),
         severity: sig.severity.as_str().to_owned(),
@@ -58,11 +78,35 @@ async fn handle(state: &AppState, ds: DeviceSignal) {
         detail: sig.detail.clone(),
         response,
         at_ms: sig.at_ms,
-    };
-    let raised = match state.store.raise_alert(raise).await {
-        Ok(r) => r,
+    })
+}
+
+/// Whether recording queued notices for the notifier.
+pub fn queued_notices(outcome: &Outcome) -> bool {
+    match outcome {
+        Ok(Recorded::Raised(r)) => r.opened && !r.suppressed,
+        Ok(Recorded::Cleared(a)) => a.as_ref().is_some_and(|a| a.status == "resolved"),
+        Err(_) => false,
+    }
+}
+
+fn live(state: &AppState, event: &str, alert: &palisade_store::alerts::Alert) {
+    let _ = state.detector.live.send(serde_json::json!({"event": event, "alert": alert_json(alert)}).to_string());
+}
+
+/// Acts on a recorded signal: notices, live streams, metrics and the rule's response.
+async fn handle(state: &AppState, ds: DeviceSignal, outcome: Outcome) {
+    let DeviceSignal { device, signal: sig, .. } = ds;
+    let raised = match outcome {
+        Ok(Recorded::Raised(r)) => r,
+        Ok(Recorded::Cleared(Some(alert))) => {
+            state.notifier.wake();
+            live(state, if alert.status == "resolved" { "alert.resolved" } else { "alert.cleared" }, &alert);
+            return;
+        }
+        Ok(Recorded::Cleared(None)) => return,
         Err(e) => {
-            tracing::error!(error = %e, "cannot record an alert");
+            tracing::error!(error = %e, device, rule = %sig.rule, "cannot record an alert");
             return;
         }
     };

@@ -1,9 +1,13 @@
 //! Detection at run time: the core's [`Engine`] fed with what devices do, sharded by device.
 //!
-//! Facts arrive once they are durable (the ingester sends a batch's reports after its commit;
-//! the device plane sends connections and security events as it records them). Each shard owns
-//! the state of its devices and an exact timer per device for absence rules. Signals go to one
-//! alert task ([`alerts`]), which records them, responds and notifies, in order.
+//! Telemetry reports are evaluated as the ingester forms a batch, before it is written
+//! ([`Detector::evaluate`]): the signals come back to the ingester, which writes the alerts in
+//! the same transaction as the reports, so a report and its alert are durable together and the
+//! alert's notice is one commit away from the PUBLISH, not two. Connections and security events
+//! arrive as the device plane records them ([`Detector::observe`]). Each shard owns the state of
+//! its devices and an exact timer per device for absence rules. Signals of timers and events go
+//! to one alert task ([`alerts`]), which records them, responds and notifies, in order; signals
+//! already recorded with their batch go there too, for the response and the notices.
 //!
 //! Fleet-relative rules compare a device with the devices of its own shard: shards are a hash
 //! of the device id, so each holds an unbiased sample of every group.
@@ -18,7 +22,7 @@ use std::sync::Arc;
 use palisade_core::detect::{Destination, Engine, Fix, LatLon, Observation, Profile, Report, Signal};
 use palisade_proto::telemetry::TelemetryV1;
 use palisade_store::plane::TelemetryFacts;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::{AppState, now_ms};
 
@@ -28,9 +32,15 @@ pub use spec::ParsedProfile;
 #[derive(Debug)]
 enum Input {
     Observe(String, Observation),
+    /// Reports of a batch about to be written: the signals they raise are answered.
+    Evaluate(Vec<(String, Box<Report>)>, oneshot::Sender<Vec<DeviceSignal>>),
     Profiles(Arc<Vec<Arc<ParsedProfile>>>),
     DeviceChanged(String),
-    FalsePositive { device: String, profile: String, rule: String },
+    FalsePositive {
+        device: String,
+        profile: String,
+        rule: String,
+    },
 }
 
 /// Queue depth per shard: facts wait here at most, then the sender waits (backpressure on
@@ -48,23 +58,69 @@ fn shard_of(device: &str, n: usize) -> usize {
 #[derive(Debug, Clone)]
 pub struct Detector {
     shards: Vec<mpsc::Sender<Input>>,
+    /// The alert task's queue.
+    alerts: mpsc::Sender<alerts::Work>,
     /// Alert changes as JSON, for live streams (the console's SSE).
     pub live: broadcast::Sender<String>,
     pub(crate) escalation: Arc<tokio::sync::Notify>,
+    /// Where the shards and the ingester run.
+    pub(crate) lane: Arc<Lane>,
+}
+
+/// A runtime of its own for the path from a device's report to its alert (the ingester, which
+/// forms batches, and the detection shards). Its threads are idle most of the time, so they run
+/// as soon as they are woken, instead of waiting their turn behind thousands of connection
+/// tasks on the main runtime: under load that wait was most of a batch's time before its write.
+/// The runtime stops when the last handle to it is dropped.
+#[derive(Debug)]
+pub struct Lane {
+    handle: tokio::runtime::Handle,
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
+impl Lane {
+    fn start(threads: usize) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("detect")
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new().name("detect-lane".into()).spawn(move || {
+            // Returns once every sender is gone (the server stopped).
+            let _ = stopped.recv();
+            runtime.shutdown_background();
+        })?;
+        Ok(Self { handle, _stop: stop })
+    }
+
+    /// Runs `task` on the lane.
+    pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.handle.spawn(task)
+    }
 }
 
 /// The receiving ends, handed to [`start`] once the application state exists.
 #[derive(Debug)]
 pub struct Inputs {
     shards: Vec<mpsc::Receiver<Input>>,
+    alerts: mpsc::Receiver<alerts::Work>,
 }
 
 impl Detector {
-    pub fn new() -> (Self, Inputs) {
+    pub fn new() -> std::io::Result<(Self, Inputs)> {
         let n = std::thread::available_parallelism().map_or(2, usize::from).clamp(1, 8);
+        let lane = Arc::new(Lane::start(n)?);
         let (txs, rxs) = (0..n).map(|_| mpsc::channel(SHARD_QUEUE)).unzip();
         let (live, _) = broadcast::channel(1024);
-        (Self { shards: txs, live, escalation: Arc::new(tokio::sync::Notify::new()) }, Inputs { shards: rxs })
+        let (alerts, alerts_rx) = mpsc::channel(SHARD_QUEUE);
+        let detector = Self { shards: txs, alerts, live, escalation: Arc::new(tokio::sync::Notify::new()), lane };
+        Ok((detector, Inputs { shards: rxs, alerts: alerts_rx }))
     }
 
     fn shard(&self, device: &str) -> Option<&mpsc::Sender<Input>> {
@@ -76,6 +132,44 @@ impl Detector {
         if let Some(tx) = self.shard(device) {
             let _ = tx.send(Input::Observe(device.to_owned(), obs)).await;
         }
+    }
+
+    /// Evaluates the reports of a batch about to be written, in order: the signals they raise,
+    /// for the batch's write to record ([`alerts::verdict`]). The shards work on their parts at
+    /// the same time.
+    pub async fn evaluate(&self, reports: Vec<(String, Box<Report>)>) -> Vec<DeviceSignal> {
+        let n = self.shards.len();
+        let mut parts: Vec<Vec<(String, Box<Report>)>> = (0..n).map(|_| Vec::new()).collect();
+        for (device, report) in reports {
+            if let Some(part) = parts.get_mut(shard_of(&device, n)) {
+                part.push((device, report));
+            }
+        }
+        let mut replies = Vec::new();
+        for (tx, part) in self.shards.iter().zip(parts) {
+            if part.is_empty() {
+                continue;
+            }
+            let (reply, answer) = oneshot::channel();
+            if tx.send(Input::Evaluate(part, reply)).await.is_ok() {
+                replies.push(answer);
+            }
+        }
+        let mut signals = Vec::new();
+        for answer in replies {
+            signals.extend(answer.await.unwrap_or_default());
+        }
+        signals
+    }
+
+    /// Hands the alert task a signal recorded with its batch (for the response and the
+    /// notices), or, if the batch could not be written, one it must record on its own.
+    pub async fn recorded(&self, signal: DeviceSignal, recorded: Option<alerts::Outcome>) {
+        let work = match recorded {
+            Some(r) => alerts::Work::Recorded(signal, r),
+            None => alerts::Work::Signal(signal),
+        };
+        let _ = self.alerts.send(work).await;
     }
 
     /// A device's group or model changed: its profiles are looked up again.
@@ -172,7 +266,7 @@ pub async fn start(
     }
     let profiles = load_profiles(&state).await.map_err(|e| e.to_string())?;
     *state.profiles.write().unwrap_or_else(std::sync::PoisonError::into_inner) = profiles.clone();
-    let (signals_tx, signals_rx) = mpsc::channel(SHARD_QUEUE);
+    let signals_tx = state.detector.alerts.clone();
     let mut engines: Vec<Engine> = inputs.shards.iter().map(|_| Engine::default()).collect();
     let started = std::time::Instant::now();
     let (replayed, missed) =
@@ -201,14 +295,14 @@ pub async fn start(
                 shard.reschedule(&id, &rules.profiles);
             }
         }
-        tasks.push(tokio::spawn(shard.run(rx, shutdown.clone())));
+        tasks.push(state.detector.lane.spawn(shard.run(rx, shutdown.clone())));
     }
-    tasks.push(tokio::spawn(alerts::run(state.clone(), signals_rx)));
+    tasks.push(tokio::spawn(alerts::run(state.clone(), inputs.alerts)));
     tasks.push(tokio::spawn(alerts::escalations(state, shutdown)));
     // What the store missed goes through the alert task like any signal (alert, response, notices).
     tokio::spawn(async move {
         for s in missed {
-            if signals_tx.send(s).await.is_err() {
+            if signals_tx.send(alerts::Work::Signal(s)).await.is_err() {
                 break;
             }
         }
@@ -354,7 +448,7 @@ struct Shard {
     devices: HashMap<String, DeviceRules>,
     timers: BTreeSet<(i64, String)>,
     deadlines: HashMap<String, i64>,
-    signals: mpsc::Sender<DeviceSignal>,
+    signals: mpsc::Sender<alerts::Work>,
 }
 
 /// Devices whose rules a shard caches at most (then it starts over).
@@ -391,6 +485,20 @@ impl Shard {
                 let signals = self.engine.observe(&device, &rules.profiles, &obs);
                 self.reschedule(&device, &rules.profiles);
                 self.emit(&device, rules.group.as_ref(), signals).await;
+            }
+            Input::Evaluate(reports, reply) => {
+                let mut out = Vec::new();
+                for (device, report) in reports {
+                    let Some(rules) = self.rules(&device).await else { continue };
+                    let signals = self.engine.observe(&device, &rules.profiles, &Observation::Report(report));
+                    self.reschedule(&device, &rules.profiles);
+                    out.extend(signals.into_iter().map(|signal| DeviceSignal {
+                        device: device.clone(),
+                        group: rules.group.clone(),
+                        signal,
+                    }));
+                }
+                let _ = reply.send(out);
             }
             Input::Profiles(p) => {
                 self.profiles = p;
@@ -458,7 +566,7 @@ impl Shard {
     async fn emit(&self, device: &str, group: Option<&String>, signals: Vec<Signal>) {
         for signal in signals {
             let s = DeviceSignal { device: device.to_owned(), group: group.cloned(), signal };
-            let _ = self.signals.send(s).await;
+            let _ = self.signals.send(alerts::Work::Signal(s)).await;
         }
     }
 }
