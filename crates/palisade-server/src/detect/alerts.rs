@@ -35,7 +35,7 @@ pub enum Work {
     /// A signal to record, then act on.
     Signal(DeviceSignal),
     /// A signal recorded already (with its batch), to act on.
-    Recorded(DeviceSignal, Outcome),
+    Recorded(DeviceSignal, Box<Outcome>),
 }
 
 pub async fn run(state: AppState, mut rx: mpsc::Receiver<Work>) {
@@ -45,7 +45,7 @@ pub async fn run(state: AppState, mut rx: mpsc::Receiver<Work>) {
                 let outcome = state.store.record_verdict(verdict(&s)).await;
                 (s, outcome)
             }
-            Work::Recorded(s, outcome) => (s, outcome),
+            Work::Recorded(s, outcome) => (s, *outcome),
         };
         handle(&state, signal, outcome).await;
     }

@@ -166,7 +166,7 @@ impl Detector {
     /// notices), or, if the batch could not be written, one it must record on its own.
     pub async fn recorded(&self, signal: DeviceSignal, recorded: Option<alerts::Outcome>) {
         let work = match recorded {
-            Some(r) => alerts::Work::Recorded(signal, r),
+            Some(r) => alerts::Work::Recorded(signal, Box::new(r)),
             None => alerts::Work::Signal(signal),
         };
         let _ = self.alerts.send(work).await;
