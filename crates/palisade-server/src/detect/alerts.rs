@@ -38,17 +38,34 @@ pub enum Work {
     Recorded(DeviceSignal, Box<Outcome>),
 }
 
-pub async fn run(state: AppState, mut rx: mpsc::Receiver<Work>) {
-    while let Some(work) = rx.recv().await {
-        let (signal, outcome) = match work {
-            Work::Signal(s) => {
-                let outcome = state.store.record_verdict(verdict(&s)).await;
-                (s, outcome)
+/// The alert task: runs until shutdown, then handles what is queued already and stops.
+pub async fn run(state: AppState, mut rx: mpsc::Receiver<Work>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            biased;
+            work = rx.recv() => match work {
+                Some(work) => take(&state, work).await,
+                None => break,
+            },
+            _ = shutdown.changed() => {
+                while let Ok(work) = rx.try_recv() {
+                    take(&state, work).await;
+                }
+                break;
             }
-            Work::Recorded(s, outcome) => (s, *outcome),
-        };
-        handle(&state, signal, outcome).await;
+        }
     }
+}
+
+async fn take(state: &AppState, work: Work) {
+    let (signal, outcome) = match work {
+        Work::Signal(s) => {
+            let outcome = state.store.record_verdict(verdict(&s)).await;
+            (s, outcome)
+        }
+        Work::Recorded(s, outcome) => (s, *outcome),
+    };
+    handle(state, signal, outcome).await;
 }
 
 /// What a signal asks the store to record.

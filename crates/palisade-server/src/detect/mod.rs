@@ -297,7 +297,7 @@ pub async fn start(
         }
         tasks.push(state.detector.lane.spawn(shard.run(rx, shutdown.clone())));
     }
-    tasks.push(tokio::spawn(alerts::run(state.clone(), inputs.alerts)));
+    tasks.push(tokio::spawn(alerts::run(state.clone(), inputs.alerts, shutdown.clone())));
     tasks.push(tokio::spawn(alerts::escalations(state, shutdown)));
     // What the store missed goes through the alert task like any signal (alert, response, notices).
     tokio::spawn(async move {
