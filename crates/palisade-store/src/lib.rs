@@ -494,21 +494,6 @@ impl Store {
         write_op!(self, "alert.record", |c| alerts::record(c, &verdict).await)
     }
 
-    pub async fn raise_alert(&self, raise: alerts::Raise) -> Result<alerts::Raised, StoreError> {
-        write_op!(self, "alert.raise", |c| alerts::raise(c, &raise).await)
-    }
-
-    pub async fn clear_alert(
-        &self,
-        device: String,
-        profile: String,
-        rule: String,
-        auto_resolve: bool,
-        at_ms: i64,
-    ) -> Result<Option<alerts::Alert>, StoreError> {
-        write_op!(self, "alert.clear", |c| alerts::clear(c, &device, &profile, &rule, auto_resolve, at_ms).await)
-    }
-
     pub async fn set_alert_status(
         &self,
         id: String,
