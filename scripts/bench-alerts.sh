@@ -42,8 +42,14 @@ echo "ingest capacity (QoS 1 flat out, $N connections, ${SECS} s):"
 CAP=$(sed -E 's/.*msgs\/s=([0-9]+).*/\1/' "$W/capacity.txt")
 HALF=$((CAP / 2))
 echo "background load at 50 % of capacity: $HALF msgs/s; probing $SAMPLES alerts:"
-"$EX/mqtt_load" 127.0.0.1 "$MQTT" "$CA" "$W/devices" 600 "$HALF" > "$W/load.txt" &
+# The background outlasts the probe (a probe takes well under 0.2 s a sample), and what it
+# achieved is printed after: at this load the asked rate is not always met, and a latency
+# measured at a background that fell short must be read as such.
+LOAD_SECS=$((SAMPLES / 5 + 15))
+"$EX/mqtt_load" 127.0.0.1 "$MQTT" "$CA" "$W/devices" "$LOAD_SECS" "$HALF" > "$W/load.txt" &
 LOAD=$!
 sleep 3 # the load's own 2 s warm-up: connections up and the rate steady before probing
 "$EX/alert_probe" 127.0.0.1 "$MQTT" "$CA" "$W/probe" "$RECEIVER" "$SAMPLES"
-kill "$LOAD" 2>/dev/null || true
+wait "$LOAD"
+echo "background load asked $HALF msgs/s for $LOAD_SECS s, achieved:"
+cat "$W/load.txt"
