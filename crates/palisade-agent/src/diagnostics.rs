@@ -110,6 +110,13 @@ mod tests {
     }
 
     #[test]
+    fn a_full_bundle_fits_in_one_mqtt_packet() {
+        // The bundle, its topic and the packet's header must pass the client's own size limit.
+        assert!(MAX_BUNDLE + 1024 <= crate::run::MAX_OUTGOING_PACKET);
+        assert!(crate::run::MAX_OUTGOING_PACKET <= 256 * 1024, "the server refuses larger packets");
+    }
+
+    #[test]
     fn sockets_of_this_machine() {
         let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
         let port = listener.local_addr().unwrap().port();

@@ -525,6 +525,12 @@ fn device_id(config: &AgentConfig, files: &Files) -> Result<String, AgentError> 
     })
 }
 
+/// Largest packet the agent sends: the server's own limit (256 KiB), which leaves room for a
+/// diagnostics bundle (`diagnostics::MAX_BUNDLE`) and its topic.
+pub(crate) const MAX_OUTGOING_PACKET: usize = 256 * 1024;
+/// Largest packet the agent accepts (commands are small).
+const MAX_INCOMING_PACKET: usize = 64 * 1024;
+
 fn mqtt(config: &AgentConfig, files: &Files, device: &str) -> Result<(AsyncClient, EventLoop), AgentError> {
     let (chain, key) = identity(files)?;
     let (host, port) = crate::http::host_port(&config.server.mqtt_url, 8883)
@@ -533,6 +539,9 @@ fn mqtt(config: &AgentConfig, files: &Files, device: &str) -> Result<(AsyncClien
     opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls_client(config, Some((chain, key)))?)));
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_clean_session(true);
+    // rumqttc refuses to send anything over 10 KiB by default, and drops the connection: a
+    // diagnostics bundle of a machine with a hundred processes is larger than that.
+    opts.set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET);
     // A fresh client per connection: the spool, not the client, holds what is still unsent.
     Ok(AsyncClient::new(opts, 64))
 }
