@@ -2,10 +2,11 @@
 //! telemetry flat out; reports acknowledged messages per second and PUBACK latency. It speaks
 //! plain MQTT 3.1.1 over TLS 1.3, so it measures any broker the same way (Palisade, Mosquitto).
 //!
-//! `mqtt_load HOST PORT CA_PEM DEVICE_DIR SECONDS [RATE]` (measured after a 2 s warm-up) —
-//! DEVICE_DIR holds `<device id>.pem` and `<device id>.key` per device; the client id is the
-//! device id. With RATE, the connections together publish that many messages per second
-//! instead of flat out.
+//! `mqtt_load HOST PORT CA_PEM DEVICE_DIR SECONDS [RATE [PER_WRITE]]` (measured after a 2 s
+//! warm-up) — DEVICE_DIR holds `<device id>.pem` and `<device id>.key` per device; the client id
+//! is the device id. With RATE, the connections together publish that many messages per second
+//! instead of flat out, PER_WRITE at a time (1 by default): a flat-out run prints how many
+//! PUBLISHes its writes carried on average, so a paced run can send the same traffic slower.
 //! See `scripts/bench-mqtt.sh`.
 //!
 //! The client is deliberately lean so that the broker, not the tool, is what runs out of CPU
@@ -122,6 +123,9 @@ fn next_packet(buf: &[u8]) -> Option<(u8, std::ops::Range<usize>)> {
 
 struct Outcome {
     latencies: Vec<Duration>,
+    /// PUBLISHes written, and the writes that carried them, inside the measured window.
+    published: u64,
+    writes: u64,
     error: Option<String>,
 }
 
@@ -129,6 +133,8 @@ struct Load {
     topic: String,
     /// Time between publishes at the requested rate; `None` for flat out.
     every: Option<Duration>,
+    /// Publishes written together at the requested rate.
+    per_write: u32,
     measuring: Instant,
     deadline: Instant,
 }
@@ -152,17 +158,22 @@ async fn run(mut stream: TlsStream<TcpStream>, load: Load) -> Outcome {
     let mut connected = false;
     let (mut out, mut payload) = (Vec::with_capacity(8192), Vec::with_capacity(256));
     let mut input = bytes::BytesMut::with_capacity(16 * 1024);
+    // At a requested rate, what is due follows the clock: a tick that comes late (the task had
+    // to wait for a core) brings every publish that fell due meanwhile, written together, so
+    // the rate asked is the rate sent (skipping late ticks instead fell far short of it).
     let mut pace = load.every.map(|e| {
-        let mut i = tokio::time::interval(e);
-        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        i
+        let mut i = tokio::time::interval(e * load.per_write);
+        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        (i, Instant::now(), e)
     });
+    let mut scheduled = 0u64;
     let mut due = 0usize;
     let mut last_sent = Instant::now();
-    let fail = |latencies, e: String| Outcome { latencies, error: Some(e) };
+    let (mut published, mut writes) = (0u64, 0u64);
+    let fail = |latencies, e: String| Outcome { latencies, published: 0, writes: 0, error: Some(e) };
     loop {
         if Instant::now() >= load.deadline {
-            return Outcome { latencies, error: None };
+            return Outcome { latencies, published, writes, error: None };
         }
         if connected {
             let room = IN_FLIGHT - sent_at.len();
@@ -175,6 +186,10 @@ async fn run(mut stream: TlsStream<TcpStream>, load: Load) -> Outcome {
                 sent_at.push((next_pkid, now));
             }
             due -= n.min(due);
+            if n > 0 && now >= load.measuring {
+                published += n as u64;
+                writes += 1;
+            }
             if out.is_empty() && now.duration_since(last_sent) > Duration::from_secs(u64::from(KEEP_ALIVE_S / 2)) {
                 out.extend_from_slice(&[0xc0, 0x00]); // PINGREQ
             }
@@ -191,8 +206,11 @@ async fn run(mut stream: TlsStream<TcpStream>, load: Load) -> Outcome {
         }
         let read = tokio::select! {
             r = stream.read_buf(&mut input) => r,
-            _ = async { pace.as_mut().unwrap().tick().await }, if pace.is_some() => {
-                due += 1;
+            _ = async { pace.as_mut().unwrap().0.tick().await }, if pace.is_some() => {
+                let (_, start, every) = pace.as_ref().unwrap();
+                let fell_due = (start.elapsed().as_secs_f64() / every.as_secs_f64()) as u64 + 1;
+                due += usize::try_from(fell_due.saturating_sub(scheduled)).unwrap();
+                scheduled = scheduled.max(fell_due);
                 continue;
             }
             () = tokio::time::sleep_until(load.deadline.into()) => continue,
@@ -230,8 +248,8 @@ async fn run(mut stream: TlsStream<TcpStream>, load: Load) -> Outcome {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 6 && args.len() != 7 {
-        eprintln!("usage: mqtt_load HOST PORT CA_PEM DEVICE_DIR SECONDS [RATE]");
+    if !(6..=8).contains(&args.len()) {
+        eprintln!("usage: mqtt_load HOST PORT CA_PEM DEVICE_DIR SECONDS [RATE [PER_WRITE]]");
         std::process::exit(2);
     }
     let (host, port, ca, dir, secs) = (
@@ -248,6 +266,7 @@ async fn main() {
     ids.sort();
     // Each connection's interval between publishes at the requested total rate.
     let every = args.get(6).map(|r| Duration::from_secs_f64(ids.len() as f64 / r.parse::<f64>().unwrap()));
+    let per_write = args.get(7).map_or(1, |n| n.parse::<u32>().unwrap().max(1));
     let started = Instant::now();
     let measuring = started + WARMUP;
     let deadline = measuring + Duration::from_secs(secs);
@@ -258,11 +277,12 @@ async fn main() {
         let key = std::fs::read(format!("{dir}/{id}.key")).unwrap();
         let config = tls(&ca, &cert, &key);
         let (addr, host) = (addr.clone(), host.clone());
-        let load = Load { topic: format!("devices/{id}/telemetry"), every, measuring, deadline };
+        let load = Load { topic: format!("devices/{id}/telemetry"), every, per_write, measuring, deadline };
         tasks.push(tokio::spawn(async move { run(handshake(&addr, &host, config, &id).await, load).await }));
     }
     let mut all = Vec::new();
     let mut errors = false;
+    let (mut published, mut writes) = (0u64, 0u64);
     for t in tasks {
         let outcome = t.await.unwrap();
         if let Some(e) = outcome.error {
@@ -270,6 +290,8 @@ async fn main() {
             errors = true;
         }
         all.extend(outcome.latencies);
+        published += outcome.published;
+        writes += outcome.writes;
     }
     all.sort();
     let pct = |p: f64| {
@@ -277,10 +299,11 @@ async fn main() {
             .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     };
     println!(
-        "connections={} acked={} msgs/s={:.0} puback_ms p50={:.2} p99={:.2} max={:.2}",
+        "connections={} acked={} msgs/s={:.0} per_write={:.1} puback_ms p50={:.2} p99={:.2} max={:.2}",
         ids.len(),
         all.len(),
         all.len() as f64 / secs as f64,
+        published as f64 / writes.max(1) as f64,
         pct(0.50),
         pct(0.99),
         all.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0)
