@@ -2,11 +2,15 @@
 # Benchmark: publish → signed webhook latency under load. Measures Palisade's ingest capacity
 # first (QoS 1 flat out, durable PUBACK), then keeps half of it going while a probe device trips
 # a rule over and over; every trip opens an alert whose webhook a local receiver times.
-# Usage: scripts/bench-alerts.sh [CONNECTIONS] [SECONDS] [SAMPLES]   (needs curl, openssl, python3)
+# Usage: scripts/bench-alerts.sh [CONNECTIONS] [SECONDS] [SAMPLES] [PER_WRITE]
+#   (needs curl, openssl, python3). PER_WRITE is how many PUBLISHes the background writes at a
+#   time; by default the same as the capacity run wrote, so the background is the same traffic
+#   at half the rate. PER_WRITE=1 is a harsher shape (one TLS record and one read per message).
 set -euo pipefail
 N=${1:-100}
 SECS=${2:-10}
 SAMPLES=${3:-300}
+PER_WRITE_ARG=${4:-}
 cd "$(dirname "$0")/.."
 cargo build --release -q -p palisade --bin palisade
 cargo build --release -q -p palisade-server --example mqtt_load --example mqtt_fleet --example alert_probe
@@ -41,12 +45,13 @@ echo "ingest capacity (QoS 1 flat out, $N connections, ${SECS} s):"
 "$EX/mqtt_load" 127.0.0.1 "$MQTT" "$CA" "$W/devices" "$SECS" | tee "$W/capacity.txt"
 CAP=$(sed -E 's/.*msgs\/s=([0-9]+).*/\1/' "$W/capacity.txt")
 HALF=$((CAP / 2))
-echo "background load at 50 % of capacity: $HALF msgs/s; probing $SAMPLES alerts:"
+PER_WRITE=${PER_WRITE_ARG:-$(sed -E 's/.*per_write=([0-9]+).*/\1/' "$W/capacity.txt")}
+echo "background load at 50 % of capacity: $HALF msgs/s, $PER_WRITE publishes a write; probing $SAMPLES alerts:"
 # The background outlasts the probe (a probe takes well under 0.2 s a sample), and what it
 # achieved is printed after: at this load the asked rate is not always met, and a latency
 # measured at a background that fell short must be read as such.
 LOAD_SECS=$((SAMPLES / 5 + 15))
-"$EX/mqtt_load" 127.0.0.1 "$MQTT" "$CA" "$W/devices" "$LOAD_SECS" "$HALF" > "$W/load.txt" &
+"$EX/mqtt_load" 127.0.0.1 "$MQTT" "$CA" "$W/devices" "$LOAD_SECS" "$HALF" "$PER_WRITE" > "$W/load.txt" &
 LOAD=$!
 sleep 3 # the load's own 2 s warm-up: connections up and the rate steady before probing
 "$EX/alert_probe" 127.0.0.1 "$MQTT" "$CA" "$W/probe" "$RECEIVER" "$SAMPLES"
