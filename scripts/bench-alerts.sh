@@ -6,6 +6,7 @@
 #   (needs curl, openssl, python3). PER_WRITE is how many PUBLISHes the background writes at a
 #   time; by default the same as the capacity run wrote, so the background is the same traffic
 #   at half the rate. PER_WRITE=1 is a harsher shape (one TLS record and one read per message).
+#   PALISADE_BIN=path runs another build of the server (for A/B runs).
 set -euo pipefail
 N=${1:-100}
 SECS=${2:-10}
@@ -14,7 +15,7 @@ PER_WRITE_ARG=${4:-}
 cd "$(dirname "$0")/.."
 cargo build --release -q -p palisade --bin palisade
 cargo build --release -q -p palisade-server --example mqtt_load --example mqtt_fleet --example alert_probe
-BIN=$PWD/target/release/palisade
+BIN=${PALISADE_BIN:-$PWD/target/release/palisade}
 EX=$PWD/target/release/examples
 W=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$W"' EXIT

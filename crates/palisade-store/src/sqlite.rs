@@ -113,10 +113,10 @@ impl Sqlite {
         conn.set_prepared_statement_cache_capacity(256);
         // The writer keeps the hot pages of the device-plane indexes in memory (64 MiB). The
         // WAL is copied back by the checkpointer thread (below); the writer checkpoints by itself
-        // only as a backstop, should the WAL reach 256 MiB.
+        // only as a backstop, should the WAL reach 2 GiB (twice `RESTART_FRAMES`).
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-             PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 65536; PRAGMA temp_store = MEMORY;",
+             PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 524288; PRAGMA temp_store = MEMORY;",
         )?;
         let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
@@ -288,8 +288,17 @@ fn checkpoint(conn: &rusqlite::Connection) -> rusqlite::Result<(i64, i64, i64)> 
 
 /// How often the checkpointer copies the WAL into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
-/// WAL frames (pages) past which the writer is asked to let the WAL start over.
-const RESTART_FRAMES: i64 = 16_384;
+/// WAL frames (pages) past which the writer is asked to let the WAL start over: 1 GiB.
+///
+/// Each restart stops the writer while it copies what the last pass missed and flushes the
+/// database (20–80 ms under heavy ingest), so the threshold sets how often that happens: at
+/// 64 MiB it was every 1.3 s at 57k msgs/s, most of the publish → alert p99; at 1 GiB it is every
+/// ~17 s. The price: around each restart the database and WAL flushes sometimes take 0.25–0.5 s
+/// (PUBACK max ~0.5 s instead of ~0.12 s on the benchmark machine; 256 MiB was between the two
+/// on both counts). Below that load the passive passes keep up, the WAL starts over by itself and stays
+/// small; only sustained heavy writes grow it (the file keeps its size afterwards). Recovery
+/// after a crash reads the whole WAL: 0.6 s for 1 GB (BENCHMARKS.md, issue 7 run 9).
+const RESTART_FRAMES: i64 = 262_144;
 
 /// The thread that copies the WAL into the database file on a connection of its own, so the
 /// writer no longer stops for tens of milliseconds every few seconds to do it (a checkpoint
@@ -334,7 +343,7 @@ fn run_checkpointer(
     stop: &std::sync::mpsc::Receiver<()>,
 ) {
     // Said once when checkpoints start failing and once when they work again, not ten times a
-    // second; the writer's own checkpoints (at 256 MiB) keep the WAL bounded meanwhile.
+    // second; the writer's own checkpoints (at 2 GiB) keep the WAL bounded meanwhile.
     let mut failing = false;
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
         match checkpoint(conn) {
@@ -348,7 +357,7 @@ fn run_checkpointer(
                 }
             }
             Err(e) if !failing => {
-                tracing::warn!(error = %e, "WAL checkpoint failed; the writer checkpoints by itself past 256 MiB");
+                tracing::warn!(error = %e, "WAL checkpoint failed; the writer checkpoints by itself past 2 GiB");
                 failing = true;
             }
             Err(_) => {}
