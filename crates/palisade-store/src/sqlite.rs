@@ -295,9 +295,10 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// 64 MiB it was every 1.3 s at 57k msgs/s, most of the publish → alert p99; at 1 GiB it is every
 /// ~17 s. The price: around each restart the database and WAL flushes sometimes take 0.25–0.5 s
 /// (PUBACK max ~0.5 s instead of ~0.12 s on the benchmark machine; 256 MiB was between the two
-/// on both counts). Below that load the passive passes keep up, the WAL starts over by itself and stays
-/// small; only sustained heavy writes grow it (the file keeps its size afterwards). Recovery
-/// after a crash reads the whole WAL: 0.6 s for 1 GB (BENCHMARKS.md, issue 7 run 9).
+/// on both counts). Whenever writes pause long enough for a pass to copy everything, the WAL
+/// starts over by itself, so only sustained heavy writes grow it (the file keeps its size
+/// afterwards). Recovery after a crash reads the whole WAL: 0.6 s for 1 GB (BENCHMARKS.md,
+/// issue 7 run 9).
 const RESTART_FRAMES: i64 = 262_144;
 
 /// The thread that copies the WAL into the database file on a connection of its own, so the
