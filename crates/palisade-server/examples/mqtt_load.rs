@@ -248,9 +248,12 @@ async fn run(mut stream: TlsStream<TcpStream>, load: Load) -> Outcome {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
+    let usage = |why: &str| -> ! {
+        eprintln!("{why}\nusage: mqtt_load HOST PORT CA_PEM DEVICE_DIR SECONDS [RATE [PER_WRITE]]");
+        std::process::exit(2)
+    };
     if !(6..=8).contains(&args.len()) {
-        eprintln!("usage: mqtt_load HOST PORT CA_PEM DEVICE_DIR SECONDS [RATE [PER_WRITE]]");
-        std::process::exit(2);
+        usage("wrong number of arguments");
     }
     let (host, port, ca, dir, secs) = (
         args[1].clone(),
@@ -265,8 +268,14 @@ async fn main() {
         .collect();
     ids.sort();
     // Each connection's interval between publishes at the requested total rate.
-    let every = args.get(6).map(|r| Duration::from_secs_f64(ids.len() as f64 / r.parse::<f64>().unwrap()));
-    let per_write = args.get(7).map_or(1, |n| n.parse::<u32>().unwrap().max(1));
+    let every = args.get(6).map(|r| match r.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Duration::from_secs_f64(ids.len() as f64 / rate),
+        _ => usage("RATE must be a positive number of messages per second"),
+    });
+    let per_write = args.get(7).map_or(1, |n| match n.parse::<u32>() {
+        Ok(n) if n > 0 => n,
+        _ => usage("PER_WRITE must be a positive whole number"),
+    });
     let started = Instant::now();
     let measuring = started + WARMUP;
     let deadline = measuring + Duration::from_secs(secs);
